@@ -1,0 +1,33 @@
+"""The app icon, painted so it needs no resource file; the tray variant carries the status colour."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
+
+
+def app_icon(status: QColor | None = None) -> QIcon:
+    icon = QIcon()
+    for size in (16, 22, 32, 48, 64, 128, 256):
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#3b5bdb"))
+        radius = size * 0.22
+        painter.drawRoundedRect(QRectF(0, 0, size, size), radius, radius)
+        painter.setPen(QColor("white"))
+        font = QFont()
+        font.setBold(True)
+        font.setPixelSize(max(8, int(size * 0.62)))
+        painter.setFont(font)
+        painter.drawText(QRectF(0, 0, size, size * 0.98), Qt.AlignmentFlag.AlignCenter, "C")
+        if status is not None:
+            dot = size * 0.38
+            painter.setPen(QColor("white"))
+            painter.setBrush(status)
+            painter.drawEllipse(QRectF(size - dot - 1, size - dot - 1, dot, dot))
+        painter.end()
+        icon.addPixmap(pixmap)
+    return icon
