@@ -157,6 +157,7 @@ class BlockReason(StrEnum):
     INVALID_ADDRESS = "invalid_address"
     UNDELIVERABLE_DOMAIN = "undeliverable_domain"
     LEAD_STOPPED = "lead_stopped"  # replied, bounced, unsubscribed: later steps never go
+    EXPIRED = "expired"  # waited in the queue longer than Guardrails.expire_after_days
 
 
 class DeferReason(StrEnum):
@@ -177,6 +178,7 @@ class DeferReason(StrEnum):
     BACKOFF = "backoff"  # the account is backing off after throttling or a connection problem
     STEP_NOT_DUE = "step_not_due"
     SMTP_TEMPORARY = "smtp_temporary"
+    SPACING = "spacing"  # sends are spread over the business window instead of bursting at its start
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,12 +320,40 @@ class SendOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RecipientRefusal:
+    """One recipient refused at RCPT while others were accepted (the message went to the rest)."""
+
+    address: str
+    outcome: SendOutcome
+    code: int
+    enhanced_status: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     outcome: SendOutcome
     code: int | None = None
     enhanced_status: str | None = None
     text: str = ""
     retry_after_s: float | None = None
+    stage: str | None = None  # SMTP step the outcome came from (core.smtp_replies.SmtpStage values)
+    refused: tuple[RecipientRefusal, ...] = ()  # partial RCPT failures on a delivered message
+    transcript: str = ""  # the SMTP dialogue for diagnosis, AUTH secrets redacted
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCheck:
+    """Result of the account's connection test (connect, TLS, EHLO, login); says which step failed."""
+
+    ok: bool
+    failed_step: str | None = None  # core.smtp_replies.SmtpStage value
+    outcome: SendOutcome | None = None
+    code: int | None = None
+    text: str = ""
+    tls_version: str | None = None
+    auth_mechanism: str | None = None
+    transcript: str = ""
 
 
 # --- inbound classification ------------------------------------------------------------------------------
@@ -355,3 +385,372 @@ class Verdict:
     delayed: bool = False  # DSN Action: delayed (a warning, not a bounce)
     throttling: str | None = None  # provider throttling text found in a DSN (feeds the backoff mode)
     error: str | None = None
+
+
+# --- storage records (what the store returns; ORM rows never leave the adapter) -------------------------
+
+
+class ConnectionSecurity(StrEnum):
+    TLS = "tls"  # implicit TLS from the first byte (465, 993)
+    STARTTLS = "starttls"  # required upgrade (587), never the opportunistic kind
+    NONE = "none"  # local test servers only
+
+
+class SentFolderKind(StrEnum):
+    PROVIDER_FILES = "provider_files"  # Gmail, Exchange Online: submitted mail lands in Sent by itself
+    APP_APPENDS = "app_appends"  # Cadence must APPEND a copy to Sent
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """What the user edits for one sending account. Secrets are never part of it (keyring only)."""
+
+    email: str
+    display_name: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: ConnectionSecurity = ConnectionSecurity.STARTTLS
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_security: ConnectionSecurity = ConnectionSecurity.TLS
+    ca_file: str | None = None  # extra CA bundle for a self-hosted server
+    provider_key: str | None = None
+    guardrails: Guardrails = Guardrails()
+    sent_folder_kind: SentFolderKind = SentFolderKind.APP_APPENDS
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    settings: AccountSettings
+    created_at: datetime
+    warmup_started_at: datetime | None = None
+    paused_reason: str | None = None
+    paused_until: datetime | None = None
+    backoff_until: datetime | None = None
+    pace_factor: float = 1.0
+
+    @property
+    def email(self) -> str:
+        return self.settings.email
+
+
+class CampaignStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    name: str
+    account_id: int
+    status: CampaignStatus
+    created_at: datetime
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLead:
+    """A lead as enrolled in one campaign (`lead.id` is the row id)."""
+
+    campaign_id: int
+    lead: Lead
+    status: LeadStatus
+    created_at: datetime
+    stopped_reason: str | None = None
+    resume_at: datetime | None = None
+
+    @property
+    def id(self) -> int:
+        assert self.lead.id is not None
+        return self.lead.id
+
+
+@dataclass(frozen=True, slots=True)
+class NewDraft:
+    campaign_id: int
+    lead_id: int
+    step_index: int
+    subject: str
+    body: str
+    state: MessageState = MessageState.PENDING_APPROVAL  # DRAFT, PENDING_APPROVAL or APPROVED
+    hold_reasons: tuple[HoldReason, ...] = ()
+    next_attempt_at: datetime | None = None  # not before (a follow-up's due time)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One outbound message (draft, approval queue, outbox and history are states of the same row)."""
+
+    id: int
+    campaign_id: int
+    lead_id: int
+    step_index: int
+    account_id: int
+    recipient: str
+    state: MessageState
+    subject: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    state_changed_at: datetime
+    hold_reasons: tuple[HoldReason, ...] = ()
+    defer_reason: DeferReason | None = None
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    message_id: str | None = None  # RFC 5322 Message-ID, fixed when the message is claimed for sending
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    changed: tuple[int, ...]
+    skipped: tuple[int, ...]  # unknown ids, or a state that cannot make this move
+
+
+class LedgerKind(StrEnum):
+    SENT = "sent"
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    account_id: int
+    at: datetime
+    recipient: str
+    kind: LedgerKind
+    subject: str = ""
+    message_id: str | None = None
+    cold: bool = True
+    manual: bool = False
+    id: int | None = None
+
+    @property
+    def recipient_domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """`value` is an address, `@domain`, or for an erased person the salted hash (`hashed`)."""
+
+    value: str
+    reason: SuppressionReason
+    created_at: datetime
+    is_domain: bool = False
+    hashed: bool = False
+    source: str = ""
+    evidence_id: int | None = None
+    id: int | None = None
+
+
+class AuditResult(StrEnum):
+    ALLOWED = "allowed"
+    HELD = "held"
+    BLOCKED = "blocked"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    SUPPRESSED = "suppressed"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    result: AuditResult
+    account_id: int | None = None
+    lead_id: int | None = None
+    sender: str = ""
+    recipient: str = ""
+    subject: str = ""
+    reason: str = ""
+    legal_basis: LegalBasis | None = None
+    detail: str = ""
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    account_id: int
+    folder: str
+    uidvalidity: int
+    uid: int
+    kind: InboundKind
+    verdict: Verdict
+    created_at: datetime
+    message_id: str | None = None
+    evidence_id: int | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxState:
+    account_id: int
+    folder: str
+    uidvalidity: int
+    last_uid: int
+
+
+# --- claiming the next send (the store runs `decide` inside one write transaction) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendCandidate:
+    message: OutboxMessage
+    lead: Lead
+    lead_status: LeadStatus
+    step: Step | None  # None if the campaign no longer has that step
+
+
+@dataclass(frozen=True, slots=True)
+class SendPick:
+    """The candidate to send now, with its final Message-ID and rendered MIME bytes."""
+
+    outbox_id: int
+    message_id: str
+    mime: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDecision:
+    """What `decide(snapshot, candidates)` returns; every part is applied in the same transaction."""
+
+    pick: SendPick | None = None
+    wait_until: datetime | None = None  # when nothing is picked: earliest time worth asking again
+    wait_reason: DeferReason | None = None
+    blocked: tuple[tuple[int, Blocked], ...] = ()  # (outbox id, decision) for candidates never to go
+    deferred: tuple[tuple[int, Deferred], ...] = ()  # (outbox id, decision) for candidates to retry later
+    audit: tuple[AuditEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A message now in state `sending`, committed with its Message-ID before any SMTP call."""
+
+    message: OutboxMessage
+    mime: bytes
+    snapshot: PacingSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """Nothing was claimed."""
+
+    wait_until: datetime | None
+    reason: DeferReason | None
+    candidates: int
+
+
+# --- mailbox (reading the user's IMAP folders: INBOX, Junk, Sent) ----------------------------------------
+
+
+class FolderRole(StrEnum):
+    INBOX = "inbox"
+    JUNK = "junk"
+    SENT = "sent"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxFolders:
+    """Server names (as sent on the wire, modified UTF-7) of the folders Cadence reads; None if absent."""
+
+    inbox: str = "INBOX"
+    junk: str | None = None
+    sent: str | None = None
+
+    def watched(self) -> tuple[tuple[FolderRole, str], ...]:
+        pairs = ((FolderRole.INBOX, self.inbox), (FolderRole.JUNK, self.junk), (FolderRole.SENT, self.sent))
+        return tuple((role, name) for role, name in pairs if name is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    """What EXAMINE reports about a folder."""
+
+    name: str
+    uidvalidity: int
+    uidnext: int | None = None
+    exists: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundItem:
+    """One message read from a watched folder, classified; what the store records (idempotent by
+    account, folder, uidvalidity and uid, and by message_id where there is one)."""
+
+    folder: str
+    role: FolderRole
+    uid: int
+    raw: bytes = field(repr=False)
+    message_id: str | None
+    verdict: Verdict
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+# --- inbound effects (services.inbox_effects plans them, the store applies a batch in one transaction) -----
+
+
+class InboundAction(StrEnum):
+    NONE = "none"  # recorded only (e.g. a delayed-delivery warning, an unclassified message)
+    SUPPRESS = "suppress"  # hard bounce, complaint, unsubscribe, not interested: suppress and stop
+    SOFT_BOUNCE = "soft_bounce"  # counted; the limit within the window suppresses
+    AUTO_REPLY = "auto_reply"  # remember the return date: the lead's next message waits until then
+    STOP = "stop"  # a person answered: the lead's follow-ups stop
+    SENT_COPY = "sent_copy"  # found in Sent: settles an in-doubt send by Message-ID, else a manual send
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEffect:
+    """What one inbox item does. Leads are matched by `references` (our Message-IDs: original, In-Reply-To,
+    References) first, then by `addresses`."""
+
+    item: InboundItem
+    action: InboundAction
+    addresses: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    lead_status: LeadStatus | None = None  # for SUPPRESS / STOP
+    suppression: SuppressionReason | None = None  # for SUPPRESS
+    hard_bounce: bool = False  # counts in the bounce rate (ledger hard_bounce row)
+    resume_at: datetime | None = None  # for AUTO_REPLY
+    soft_bounce_limit: int = 3
+    soft_bounce_window_days: float = 7.0
+    subject: str = ""
+    sent_at: datetime | None = None  # for SENT_COPY (the Date header, else now)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundBatchOutcome:
+    applied: int = 0  # items not seen before
+    suppressed: tuple[str, ...] = ()
+    stopped_leads: tuple[int, ...] = ()
+    cancelled_messages: tuple[int, ...] = ()
+    settled: tuple[str, ...] = ()  # Message-IDs of in-doubt sends found in Sent
+    manual_sends: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureOutcome:
+    """What `erase_person` removed or anonymised (GDPR erasure: only a salted hash of the address stays)."""
+
+    leads_removed: int = 0
+    messages_removed: int = 0
+    ledger_rows_anonymised: int = 0
+    audit_rows_anonymised: int = 0
+    inbound_events_removed: int = 0
