@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: lint, types, then pytest inside a private D-Bus
 # session with an unlocked gnome-keyring (the real Secret Service backend) and Qt offscreen.
+# The keyring, Qt settings and data directories live in a throw-away HOME, never in the user's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packaging/setup.sh --test
@@ -11,7 +12,11 @@ echo "== mypy (strict on core and services)"
 .venv/bin/mypy desktop/cadence
 
 echo "== pytest"
-export QT_QPA_PLATFORM=offscreen
-exec dbus-run-session -- sh -c '
+test_home=$(mktemp -d /tmp/cadence-test-home.XXXXXX)
+trap 'rm -rf "$test_home"' EXIT
+mkdir -m 700 "$test_home/run"
+export HOME="$test_home" XDG_RUNTIME_DIR="$test_home/run" XDG_DATA_HOME="$test_home/.local/share" \
+  XDG_CONFIG_HOME="$test_home/.config" XDG_CACHE_HOME="$test_home/.cache" QT_QPA_PLATFORM=offscreen
+dbus-run-session -- sh -c '
   printf "cadence-test" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
-  exec .venv/bin/python -m pytest "$@"' sh "$@"
+  exec "$0" -m pytest "$@"' "$PWD/.venv/bin/python" "$@"
