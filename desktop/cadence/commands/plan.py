@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -170,7 +171,8 @@ def build_guardrails(args: argparse.Namespace) -> Guardrails:
 def render(result: PlanResult, *, tz_name: str) -> str:
     tz = zone(tz_name)
     lines: list[str] = []
-    dumps = json.dumps
+    # Compact separators: the documented output format is `{"event":"send","at":...}`.
+    dumps = functools.partial(json.dumps, separators=(",", ":"))
     for blocked in result.blocked:
         lines.append(dumps({"event": "blocked", "to": blocked.to, "reason": blocked.reason.value}))
     for held in result.held:
@@ -179,8 +181,8 @@ def render(result: PlanResult, *, tz_name: str) -> str:
     for send in result.sends:
         # Built by hand: this loop runs once per planned send and json.dumps of a dict is the slow part.
         lines.append(
-            f'{{"event": "send", "at": "{send.at.astimezone(tz).isoformat()}", "to": {quote(send.to)}, '
-            f'"step": {send.step}, "legal_basis": "{send.legal_basis.value}"}}'
+            f'{{"event":"send","at":"{send.at.astimezone(tz).isoformat()}","to":{quote(send.to)},'
+            f'"step":{send.step},"legal_basis":"{send.legal_basis.value}"}}'
         )
     for left in result.unscheduled:
         lines.append(dumps({"event": "unscheduled", "to": left.to, "step": left.step, "reason": left.reason}))
