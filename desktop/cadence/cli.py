@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         from cadence.app import run_gui
 
-        return run_gui(args)
+        return int(run_gui(args))
     try:
         return int(run(args))
     except ArgumentError as exc:
