@@ -14,6 +14,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from cadence.core.model import DeferReason, Guardrails, HoldReason, Step, SuppressionReason
+from cadence.core.oauth import AuthMethod, OAuthProvider
 
 # --- campaigns ----------------------------------------------------------------------------------------
 
@@ -312,6 +313,76 @@ class AccountSettings:
     guardrails: Guardrails = field(default_factory=Guardrails)
     account_id: int | None = None  # None: a new account
     has_password: bool = False  # the password itself never leaves the keyring through a view
+    provider_key: str | None = None  # from the proposal: provider limits, advice and OAuth
+    auth_method: AuthMethod = AuthMethod.PASSWORD
+    ca_file: str | None = None  # extra CA certificate for a self-hosted server
+    has_oauth_sign_in: bool = False  # a refresh token is in the keyring (the token itself never is here)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerChoice:
+    host: str
+    port: int
+    tls: TlsMode
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProposal:
+    """Server settings proposed for an address; every field stays editable in the dialog."""
+
+    email: str  # normalised
+    provider_name: str  # "Gmail", "Microsoft 365", "Your mail server"
+    provider_key: str | None
+    smtp: ServerChoice
+    imap: ServerChoice
+    smtp_alternatives: tuple[ServerChoice, ...] = ()
+    guessed: bool = False  # host names made up from the domain: the user must check them
+    oauth_provider: OAuthProvider | None = None  # "Sign in with …" applies
+    password_accepted: bool = True  # False: only OAuth works (Outlook.com)
+    needs_app_password: bool = False
+    daily_limit: int | None = None  # the provider's own limit, for the caps' help text
+    limits: str = ""  # "Gmail allows about 500 messages per day"
+    note: str = ""  # the one line shown under the address
+    notes: tuple[str, ...] = ()  # the provider's other advice, in order
+
+    @property
+    def oauth_available(self) -> bool:
+        return self.oauth_provider is not None
+
+
+class StepState(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStepView:
+    """One step of "Test connection" as it finished (they arrive one by one)."""
+
+    server: str  # "SMTP" / "IMAP"
+    step: str  # "dns", "tcp", "tls", "certificate", "login", "sent_folder"
+    title: str  # "SMTP: Find the server (DNS)"
+    state: StepState
+    message: str  # what was found, or the advice (what is wrong and what to do)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.state is StepState.OK
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTestView:
+    steps: tuple[ConnectionStepView, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    @property
+    def failures(self) -> tuple[ConnectionStepView, ...]:
+        return tuple(step for step in self.steps if step.state is StepState.FAILED)
 
 
 # --- events ----------------------------------------------------------------------------------------------

@@ -20,9 +20,21 @@ from typing import TYPE_CHECKING
 
 from cadence.core import templates
 from cadence.core import views as v
-from cadence.core.model import DeferReason, Guardrails, HoldReason, Lead, Step, SuppressionReason
-from cadence.core.ports import Clock, RuntimeListener, UserFacingError
+from cadence.core.connection_advice import LoginInfo, ProbeFailure, Problem, TestCredentials, TlsInfo
+from cadence.core.domain_health import CheckStatus, HealthItem, HealthReport
+from cadence.core.model import (
+    AccountSettings,
+    DeferReason,
+    Guardrails,
+    HoldReason,
+    Lead,
+    Step,
+    SuppressionReason,
+)
+from cadence.core.oauth import AccessToken, OAuthProvider, TokenGrant
+from cadence.core.ports import Clock, RuntimeListener, SecretKind, UserFacingError
 from cadence.core.risk import find_risks
+from cadence.services.accounts import AccountSetupService
 
 DEMO_NOW = datetime(2026, 11, 24, 10, 42, tzinfo=UTC)  # a Tuesday morning
 
@@ -165,6 +177,123 @@ STEP_THREE = Step(
 )
 
 
+# --- demo mailbox network: nothing leaves the process ---------------------------------------------------
+
+DEMO_PASSWORD = "demo-app-password"  # the demo account's stored password (an in-memory "keyring")
+DEMO_WRONG_PASSWORD = "wrong"  # typing this makes the demo server refuse the login
+_DEMO_MX: Mapping[str, tuple[str, ...]] = {
+    "fieldnote-analytics.example": ("mx1.fieldnote-analytics.example",),
+    "northwind.example": ("northwind-example.mail.protection.outlook.com",),
+    "harbor-labs.example": ("aspmx.l.google.com", "alt1.aspmx.l.google.com"),
+}
+
+
+class DemoSecrets:
+    """An in-memory AccountSecretStore (demo only; the real one is the OS keyring)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, SecretKind], str] = {}
+
+    async def get(self, account: str, *, kind: SecretKind = SecretKind.PASSWORD) -> str | None:
+        return self.entries.get((account.lower(), kind))
+
+    async def set(self, account: str, secret: str, *, kind: SecretKind = SecretKind.PASSWORD) -> None:
+        self.entries[(account.lower(), kind)] = secret
+
+    async def delete(self, account: str, *, kind: SecretKind = SecretKind.PASSWORD) -> None:
+        self.entries.pop((account.lower(), kind), None)
+
+    async def delete_account(self, account: str) -> None:
+        for kind in SecretKind:
+            self.entries.pop((account.lower(), kind), None)
+
+
+class _DemoImapSession:
+    def __init__(self, sent: str) -> None:
+        self._sent = sent
+
+    async def sent_folder(self) -> str | None:
+        return self._sent
+
+    async def close(self) -> None:
+        return None
+
+
+class DemoProbe:
+    """A ConnectionProbe over an invented network: every host resolves except names under `.invalid`
+    (RFC 2606), every certificate is fine, and the login fails only for the password "wrong"."""
+
+    def __init__(self, *, step_delay_s: float = 0.0) -> None:
+        self.step_delay_s = step_delay_s
+
+    async def _pause(self) -> None:
+        await asyncio.sleep(self.step_delay_s)
+
+    async def resolve(self, host: str, port: int) -> tuple[str, ...]:
+        await self._pause()
+        if host.rstrip(".").lower().endswith(".invalid") or "." not in host:
+            raise ProbeFailure(Problem.HOST_NOT_FOUND, "Name or service not known")
+        return (f"192.0.2.{sum(host.encode()) % 250 + 1}",)  # TEST-NET-1 (RFC 5737)
+
+    async def connect(self, address: str, port: int) -> None:
+        await self._pause()
+
+    async def tls(
+        self, *, host: str, address: str, port: int, starttls: bool, ca_file: str | None
+    ) -> TlsInfo:
+        await self._pause()
+        return TlsInfo(version="TLSv1.3", subject=host, expires="2027-03-01")
+
+    def _check(self, credentials: TestCredentials, password: str | None) -> None:
+        if credentials.token_provider is None and not password:
+            raise ProbeFailure(Problem.MISSING_SECRET)
+        if password == DEMO_WRONG_PASSWORD:
+            raise ProbeFailure(Problem.WRONG_PASSWORD, "535 5.7.8 Username and Password not accepted")
+
+    async def smtp_login(
+        self, settings: AccountSettings, *, credentials: TestCredentials, timeout_s: float
+    ) -> LoginInfo:
+        await self._pause()
+        self._check(credentials, credentials.password)
+        return LoginInfo(mechanism="XOAUTH2" if credentials.oauth else "PLAIN")
+
+    async def imap_login(
+        self, settings: AccountSettings, *, credentials: TestCredentials, timeout_s: float
+    ) -> _DemoImapSession:
+        await self._pause()
+        self._check(credentials, credentials.imap_password or credentials.password)
+        return _DemoImapSession("[Gmail]/Sent Mail" if "gmail" in settings.imap_host else "Sent")
+
+
+async def _demo_mx(domain: str) -> tuple[str, ...]:
+    return _DEMO_MX.get(domain.lower(), ())
+
+
+async def _demo_health(email_or_domain: str, *, provider_key: str | None = None) -> HealthReport:
+    domain = email_or_domain.rpartition("@")[2].lower()
+    return HealthReport(
+        domain=domain,
+        items=(
+            HealthItem(
+                "SPF", CheckStatus.OK, f"{domain} lists its sending servers (SPF).", record="v=spf1 …"
+            ),
+            HealthItem(
+                "DKIM",
+                CheckStatus.WARNING,
+                "No DKIM signature key was found for the usual selectors.",
+                fix="Turn on DKIM signing in your mail provider's admin console.",
+            ),
+            HealthItem("DMARC", CheckStatus.OK, "A DMARC policy is published (p=quarantine)."),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _DemoSignIn:
+    username: str
+    grant: TokenGrant
+
+
 class _FixedClock:
     def __init__(self, now: datetime) -> None:
         self._now = now
@@ -224,6 +353,18 @@ class DemoRuntime:
         self._suppressions: list[v.SuppressionEntry] = self._make_suppressions(now)
         self._activity: list[v.ActivityEntry] = self._make_activity(now)
         self.calls: list[str] = []  # names of mutating calls, newest last (for tests and the demo log)
+        self.secrets = DemoSecrets()
+        self.secrets.entries[(_SENDER, SecretKind.PASSWORD)] = DEMO_PASSWORD
+        self.probe = DemoProbe(step_delay_s=latency_s / 4)
+        self.account_setup = AccountSetupService(
+            secrets=self.secrets,
+            mx_hosts=_demo_mx,
+            probe=self.probe,
+            domain_health_lookup=_demo_health,
+            sign_in=self._demo_sign_in,
+            clock=self._clock,
+        )
+        self._account_removed = False
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -755,6 +896,8 @@ class DemoRuntime:
 
     async def list_accounts(self) -> list[v.AccountView]:
         await self._io()
+        if self._account_removed:
+            return []
         return [
             v.AccountView(
                 id=1,
@@ -767,9 +910,14 @@ class DemoRuntime:
 
     async def get_account_settings(self, account_id: int) -> v.AccountSettings:
         await self._io()
-        if account_id != 1:
+        if account_id != 1 or self._account_removed:
             raise UserFacingError(f"Account {account_id} does not exist.")
-        return self.account
+        return replace(
+            self.account,
+            has_password=await self.secrets.get(self.account.email) is not None,
+            has_oauth_sign_in=await self.secrets.get(self.account.email, kind=SecretKind.OAUTH_REFRESH_TOKEN)
+            is not None,
+        )
 
     async def save_account_settings(self, settings: v.AccountSettings, *, password: str | None = None) -> int:
         await self._io()
@@ -778,12 +926,64 @@ class DemoRuntime:
         if not settings.smtp_host.strip():
             raise UserFacingError("The SMTP server is required.")
         self.calls.append("save_account_settings")
-        self.account = replace(settings, account_id=1, has_password=True)
+        email = settings.email.strip().lower()
+        if password:
+            await self.secrets.set(email, password)
+        self.account = replace(
+            settings, email=email, account_id=1, has_password=await self.secrets.get(email) is not None
+        )
+        self._account_removed = False
         self.guardrails = settings.guardrails
         self._log(v.ActivityKind.AUDIT, "Account settings saved")
         self._emit_status()
         self.emit(v.DeliverabilityChanged())
         return 1
+
+    # --- connecting a mailbox (the real AccountSetupService over the demo network) ------------------------
+
+    async def propose_account(self, email: str) -> v.AccountProposal:
+        await self._io()
+        return await self.account_setup.propose_account(email)
+
+    async def test_connection(
+        self,
+        settings: v.AccountSettings,
+        *,
+        password: str | None = None,
+        on_step: Callable[[v.ConnectionStepView], None] | None = None,
+    ) -> v.ConnectionTestView:
+        await self._io()
+        self.calls.append("test_connection")
+        return await self.account_setup.test_connection(settings, password=password, on_step=on_step)
+
+    async def sign_in_oauth(self, email: str, provider: OAuthProvider) -> None:
+        await self._io()
+        self.calls.append("sign_in_oauth")
+        await self.account_setup.sign_in_oauth(email, provider)
+
+    async def _demo_sign_in(self, provider: OAuthProvider, email: str) -> _DemoSignIn:
+        expires = self._clock.now() + timedelta(hours=1)
+        token = f"demo-{provider.value}-{self._random.getrandbits(64):016x}"
+        return _DemoSignIn(
+            username=email,
+            grant=TokenGrant(AccessToken(token + "-access", expires), refresh_token=token + "-refresh"),
+        )
+
+    async def remove_account(self, account_id: int) -> None:
+        await self._io()
+        if account_id != 1 or self._account_removed:
+            raise UserFacingError(f"Account {account_id} no longer exists.")
+        if any(c.summary.status is v.CampaignStatus.RUNNING for c in self._campaigns.values()):
+            raise UserFacingError(f"{self.account.email} still sends running campaigns: pause them first.")
+        self.calls.append("remove_account")
+        await self.secrets.delete_account(self.account.email)
+        self._account_removed = True
+        self._log(v.ActivityKind.AUDIT, f"Account {self.account.email} removed with its keyring entries")
+        self._emit_status()
+
+    async def domain_health(self, email: str) -> list[v.HealthCheck]:
+        await self._io()
+        return await self.account_setup.domain_health(email)
 
     # --- generated demo data --------------------------------------------------------------------------
 

@@ -8,15 +8,16 @@ from dataclasses import replace
 from PySide6.QtCore import QTime, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSpinBox,
     QTabWidget,
     QTimeEdit,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 from cadence.core import views as v
 from cadence.core.model import Guardrails
 from cadence.qt.context import WindowContext
+from cadence.qt.dialogs.mailbox_page import MailboxPage
 from cadence.qt.theme import Level, level_color
 from cadence.qt.widgets.common import muted
 
@@ -62,43 +64,20 @@ class AccountSettingsDialog(QDialog):
         self.tabs = QTabWidget()
 
         # mailbox
-        self.email = QLineEdit(settings.email)
-        self.display_name = QLineEdit(settings.display_name)
-        self.smtp_host = QLineEdit(settings.smtp_host)
-        self.smtp_port = _spin(1, 65535, settings.smtp_port)
-        self.smtp_tls = QComboBox()
-        self.smtp_tls.addItem("STARTTLS (usually port 587)", v.TlsMode.STARTTLS)
-        self.smtp_tls.addItem("TLS from the start (usually port 465)", v.TlsMode.IMPLICIT)
-        self.smtp_tls.setCurrentIndex(0 if settings.smtp_tls is v.TlsMode.STARTTLS else 1)
-        self.imap_host = QLineEdit(settings.imap_host)
-        self.imap_port = _spin(1, 65535, settings.imap_port)
-        self.username = QLineEdit(settings.username)
-        self.username.setPlaceholderText("same as the email address")
-        self.password = QLineEdit()
-        self.password.setEchoMode(QLineEdit.EchoMode.Password)
-        self.password.setPlaceholderText(
-            "stored in the system keyring — leave empty to keep it"
-            if settings.has_password
-            else "app password"
+        self.mailbox = MailboxPage(ctx, settings)
+        page = self.mailbox
+        self.email, self.display_name, self.username, self.password = (
+            page.email,
+            page.display_name,
+            page.username,
+            page.password,
         )
-        mailbox = QWidget()
-        form = QFormLayout(mailbox)
-        form.addRow("&Email address:", self.email)
-        form.addRow("&Your name:", self.display_name)
-        smtp = QHBoxLayout()
-        smtp.addWidget(self.smtp_host, 3)
-        smtp.addWidget(QLabel("Port"))
-        smtp.addWidget(self.smtp_port)
-        form.addRow("SMTP server:", smtp)
-        form.addRow("Encryption:", self.smtp_tls)
-        imap = QHBoxLayout()
-        imap.addWidget(self.imap_host, 3)
-        imap.addWidget(QLabel("Port"))
-        imap.addWidget(self.imap_port)
-        form.addRow("IMAP server:", imap)
-        form.addRow("User &name:", self.username)
-        form.addRow("&Password:", self.password)
-        form.addRow("", muted("IMAP is read with TLS on port 993; Cadence never marks your mail as read."))
+        self.smtp_host, self.smtp_port, self.smtp_tls = page.smtp_host, page.smtp_port, page.smtp_tls
+        self.imap_host, self.imap_port = page.imap_host, page.imap_port
+        mailbox = QScrollArea()
+        mailbox.setWidgetResizable(True)
+        mailbox.setFrameShape(QFrame.Shape.NoFrame)
+        mailbox.setWidget(self.mailbox)
         self.tabs.addTab(mailbox, "&Mailbox")
 
         # limits
@@ -199,8 +178,9 @@ class AccountSettingsDialog(QDialog):
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
+        self.finished.connect(lambda _result: self.mailbox.shutdown())
         em = self.fontMetrics().height()
-        self.resize(int(em * 42), int(em * 30))
+        self.resize(int(em * 48), int(em * 46))
 
     def collected(self) -> v.AccountSettings:
         start = self.hours_start.time()
@@ -227,18 +207,7 @@ class AccountSettingsDialog(QDialog):
             approve_first_touch=self.approve_first.isChecked(),
             expire_after_days=self.expire.value(),
         )
-        return replace(
-            self.original,
-            email=self.email.text().strip(),
-            display_name=self.display_name.text().strip(),
-            smtp_host=self.smtp_host.text().strip(),
-            smtp_port=self.smtp_port.value(),
-            smtp_tls=v.TlsMode(self.smtp_tls.currentData()),
-            imap_host=self.imap_host.text().strip(),
-            imap_port=self.imap_port.value(),
-            username=self.username.text().strip(),
-            guardrails=guardrails,
-        )
+        return self.mailbox.settings_from(replace(self.original, guardrails=guardrails))
 
     def problems(self, settings: v.AccountSettings) -> list[str]:
         found = []
