@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 run_packages=(python3 python3-venv python3-pip libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon0
   libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0
   libxcb-image0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 gnome-keyring dbus)
-test_packages=(dovecot-imapd dovecot-lmtpd postfix xvfb xauth dbus-x11)
+test_packages=(dovecot-imapd dovecot-lmtpd postfix xvfb xauth dbus-x11 desktop-file-utils appstream file binutils)
 
 packages=("${run_packages[@]}")
 [ "$want_test" = 1 ] && packages+=("${test_packages[@]}")

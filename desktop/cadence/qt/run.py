@@ -15,7 +15,7 @@ import qasync
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from cadence import APP_ID, APP_NAME
+from cadence import APP_NAME, DESKTOP_ID
 from cadence.core.ports import RuntimeApi, UserFacingError
 from cadence.qt.context import utc_now
 from cadence.qt.errors import install_excepthook, reset_messages, uninstall_excepthook
@@ -32,7 +32,7 @@ def make_application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName(APP_NAME)
-    app.setDesktopFileName(APP_ID)
+    app.setDesktopFileName(DESKTOP_ID)
     app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)  # the explicit path is the window's `closed` signal
     return app
