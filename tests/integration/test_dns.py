@@ -70,9 +70,7 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[ZoneServer]:
-    with ZoneServer(
-        ZONE, servfail={"broken.test"}, drop={"slow.test", "_dmarc.slowdmarc.test"}
-    ) as server:
+    with ZoneServer(ZONE, servfail={"broken.test"}, drop={"slow.test", "_dmarc.slowdmarc.test"}) as server:
         yield server
 
 
@@ -84,7 +82,11 @@ def clock() -> FakeClock:
 @pytest.fixture
 def resolver(dns_server: ZoneServer, clock: FakeClock) -> DnsResolver:
     return DnsResolver(
-        nameservers=["127.0.0.1"], port=dns_server.port, timeout_s=0.3, lifetime_s=0.6, clock=clock,
+        nameservers=["127.0.0.1"],
+        port=dns_server.port,
+        timeout_s=0.3,
+        lifetime_s=0.6,
+        clock=clock,
         canary_domain="google-hosted.test",
     )
 

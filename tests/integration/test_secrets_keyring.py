@@ -144,9 +144,7 @@ async def test_long_token_is_chunked_and_rejoined(
     secret_service: SecretService.Keyring, service_name: str
 ) -> None:
     token = "".join(f"{i:05d}" for i in range(1000))  # 5,000 characters, every chunk boundary visible
-    store = KeyringSecretStore(
-        backend=secret_service, service=service_name, timeout_s=10, chunk_limit=1280
-    )
+    store = KeyringSecretStore(backend=secret_service, service=service_name, timeout_s=10, chunk_limit=1280)
     await store.set("erin@example.com", token, kind=SecretKind.OAUTH_REFRESH_TOKEN)
 
     entries = _entries(secret_service, service_name)
@@ -204,8 +202,9 @@ async def test_store_registers_its_secrets_for_redaction(
     secret_service.set_password(service_name, "hank@example.com", "stored-before-start")
     assert await store.get("hank@example.com") == "stored-before-start"
     await store.set("hank@example.com#x", "typed-in-now")
-    record = logging.LogRecord("t", logging.INFO, __file__, 1, "%s and %s", ("stored-before-start",
-                               "typed-in-now"), None)
+    record = logging.LogRecord(
+        "t", logging.INFO, __file__, 1, "%s and %s", ("stored-before-start", "typed-in-now"), None
+    )
     redaction.filter(record)
     assert record.getMessage() == f"{REDACTED} and {REDACTED}"
 
@@ -340,10 +339,7 @@ async def test_a_blocked_keyring_times_out_with_a_clear_error_and_the_loop_stays
 
 def test_redact_replaces_plain_url_and_base64_forms() -> None:
     secret = "s3cr3t/p@ss+word"
-    text = (
-        f"login {secret} url=pw%3D{'s3cr3t%2Fp%40ss%2Bword'} b64="
-        "czNjcjN0L3BAc3Mrd29yZA== ok"
-    )
+    text = f"login {secret} url=pw%3D{'s3cr3t%2Fp%40ss%2Bword'} b64=czNjcjN0L3BAc3Mrd29yZA== ok"
     assert redact(text, [secret]) == f"login {REDACTED} url=pw%3D{REDACTED} b64={REDACTED}== ok"
     assert redact("nothing here", [secret, ""]) == "nothing here"
 

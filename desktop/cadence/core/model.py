@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
+from cadence.core.oauth import AuthMethod
+
 
 class MessageState(StrEnum):
     """Life of one outbound message (draft → … → sent | deferred | failed | expired | blocked)."""
@@ -179,6 +181,7 @@ class DeferReason(StrEnum):
     STEP_NOT_DUE = "step_not_due"
     SMTP_TEMPORARY = "smtp_temporary"
     SPACING = "spacing"  # sends are spread over the business window instead of bursting at its start
+    CONSENT_REQUIRED = "consent_required"  # approved, but the lead's consent is not recorded (consent region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +420,7 @@ class AccountSettings:
     provider_key: str | None = None
     guardrails: Guardrails = Guardrails()
     sent_folder_kind: SentFolderKind = SentFolderKind.APP_APPENDS
+    auth_method: AuthMethod = AuthMethod.PASSWORD  # OAuth: the refresh token is in the keyring
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from cadence.core import domain_health, model, views
 from cadence.core.model import SendResult
+from cadence.core.oauth import OAuthProvider
 
 
 @runtime_checkable
@@ -161,6 +162,7 @@ class Store(Protocol):
         self, account_id: int, *, until: datetime | None, pace_factor: float | None = None
     ) -> model.Account: ...
     def set_warmup_started(self, account_id: int, *, at: datetime | None) -> model.Account: ...
+    def delete_account(self, account_id: int) -> model.Account: ...
 
     # campaigns and leads
     def create_campaign(
@@ -193,6 +195,7 @@ class Store(Protocol):
     # outbox
     def create_drafts(self, drafts: Sequence[model.NewDraft], *, now: datetime) -> tuple[int | None, ...]: ...
     def get_message(self, outbox_id: int) -> model.OutboxMessage: ...
+    def get_mime(self, message_id: str) -> bytes | None: ...
     def list_messages(
         self,
         *,
@@ -414,6 +417,38 @@ class RuntimeApi(Protocol):
         self, settings: views.AccountSettings, *, password: str | None = None
     ) -> int:
         """Create (account_id None) or update an account; password None keeps the stored one."""
+        ...
+
+    # connecting a mailbox (services/accounts.py AccountSetupService implements these for the real runtime)
+    async def propose_account(self, email: str) -> views.AccountProposal:
+        """Server settings for an address (known provider, MX lookup, else a marked guess). UserFacingError
+        when the text is not an address."""
+        ...
+
+    async def test_connection(
+        self,
+        settings: views.AccountSettings,
+        *,
+        password: str | None = None,
+        on_step: Callable[[views.ConnectionStepView], None] | None = None,
+    ) -> views.ConnectionTestView:
+        """DNS, TCP, TLS, certificate, login (and the Sent folder for IMAP), each step passed to `on_step`
+        as soon as it is known. password None: the stored password (or the OAuth sign-in) is used. A failing
+        server is a failed step, never an exception; UserFacingError only when the test cannot start (keyring
+        unreadable, OAuth account not signed in). Cancelling the task stops the test."""
+        ...
+
+    async def sign_in_oauth(self, email: str, provider: OAuthProvider) -> None:
+        """Run the provider's browser sign-in for `email`; the refresh token goes to the keyring only.
+        UserFacingError when it does not complete (cancelled, wrong account, not configured)."""
+        ...
+
+    async def remove_account(self, account_id: int) -> None:
+        """Delete the account and every secret the keyring holds for it."""
+        ...
+
+    async def domain_health(self, email: str) -> list[views.HealthCheck]:
+        """SPF, DKIM and DMARC of the sending domain, each with what to fix."""
         ...
 
 

@@ -62,6 +62,7 @@ from cadence.core.model import (
     Verdict,
     check_transition,
 )
+from cadence.core.oauth import AuthMethod
 from cadence.core.ports import Decide, RecordNotFound
 
 SNAPSHOT_WINDOW = timedelta(hours=24)
@@ -154,6 +155,7 @@ def _account(row: Row_) -> Account:
         provider_key=m["provider_key"],
         guardrails=codec.guardrails_from_json(m["guardrails"]),
         sent_folder_kind=SentFolderKind(m["sent_folder_kind"]),
+        auth_method=AuthMethod(m["auth_method"]),
     )
     return Account(
         id=m["id"],
@@ -181,6 +183,7 @@ def _settings_values(settings: AccountSettings) -> dict[str, Any]:
         "provider_key": settings.provider_key,
         "guardrails": codec.guardrails_to_json(settings.guardrails),
         "sent_folder_kind": settings.sent_folder_kind.value,
+        "auth_method": settings.auth_method.value,
     }
 
 
@@ -435,6 +438,22 @@ class SqliteStore:
         with self._db.write() as conn:
             self._update_account(conn, account_id, _settings_values(settings))
             return self._account(conn, account_id)
+
+    def delete_account(self, account_id: int) -> Account:
+        """Remove an account with no campaigns (its ledger and mailbox state go with it); returns what was
+        removed. ValueError (a sentence for the user) while campaigns still use it."""
+        with self._db.write() as conn:
+            account = self._account(conn, account_id)
+            used = conn.execute(
+                select(func.count()).select_from(t.campaigns).where(t.campaigns.c.account_id == account_id)
+            ).scalar_one()
+            if used:
+                raise ValueError(
+                    f"{account.email} still sends {used} campaign{'s' if used != 1 else ''}: delete "
+                    "those first, or keep the account paused."
+                )
+            conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
+            return account
 
     def set_account_pause(
         self, account_id: int, *, reason: str | None, until: datetime | None = None

@@ -93,6 +93,7 @@ accounts = Table(
     Column("pace_factor", Float, nullable=False, server_default="1.0"),  # revision 0002
     Column("sent_folder_kind", String(32), nullable=False),
     _created_at(),
+    Column("auth_method", String(32), nullable=False, server_default="password"),  # revision 0003
 )
 
 campaigns = Table(

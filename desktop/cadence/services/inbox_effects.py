@@ -1,0 +1,232 @@
+"""The InboxSink over the store: what each classified inbox item does, applied with the folder's new last
+UID in ONE transaction (so a crash re-runs the batch and the re-run changes nothing).
+
+hard bounce → suppress (the raw mail kept as evidence) and count in the bounce rate; soft bounce → counted,
+the third within 7 days suppresses; complaint / unsubscribe / not interested → suppress and stop; auto-reply
+→ the lead's next message waits for the return date; a person's reply → the lead's follow-ups stop. Leads
+are matched by our Message-ID (original, In-Reply-To, References), then by address. A message in Sent
+settles an in-doubt send with the same Message-ID, or counts as a manual send in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, time
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+
+from cadence.core.model import (
+    Campaign,
+    CampaignLead,
+    FolderRole,
+    InboundAction,
+    InboundEffect,
+    InboundItem,
+    InboundKind,
+    LeadStatus,
+    MailboxState,
+    NewDraft,
+    OutboxMessage,
+    SentFolderKind,
+    SuppressionReason,
+)
+from cadence.core.ports import Clock, MailboxError, Store, SystemClock
+from cadence.services.dbworker import DbWorker
+from cadence.services.events import EventBus, SendEvent, SendEventKind
+from cadence.services.inbox import InboxWatcher
+from cadence.services.scheduler import follow_up_draft
+
+log = logging.getLogger(__name__)
+
+_STOPPING = {
+    InboundKind.COMPLAINT: (SuppressionReason.COMPLAINT, LeadStatus.UNSUBSCRIBED),
+    InboundKind.UNSUBSCRIBE: (SuppressionReason.UNSUBSCRIBE, LeadStatus.UNSUBSCRIBED),
+    InboundKind.NOT_INTERESTED: (SuppressionReason.NOT_INTERESTED, LeadStatus.NOT_INTERESTED),
+}
+RETURN_TIME = time(8, 0, tzinfo=UTC)  # an auto-reply's "back on the 3rd": not before that morning
+
+
+def _headers(raw: bytes) -> dict[str, str]:
+    try:
+        parsed = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536])
+    except Exception:
+        return {}
+    return {key.lower(): str(value) for key, value in parsed.items()}
+
+
+def sent_copy_effect(item: InboundItem, *, now: datetime) -> InboundEffect:
+    headers = _headers(item.raw)
+    addresses = tuple(
+        address.lower()
+        for _, address in getaddresses([headers.get(name, "") for name in ("to", "cc", "bcc")])
+        if "@" in address
+    )
+    sent_at = now
+    try:
+        parsed = parsedate_to_datetime(headers["date"])
+        if parsed.tzinfo is not None:
+            sent_at = min(parsed.astimezone(UTC), now)
+    except (KeyError, TypeError, ValueError):
+        pass
+    return InboundEffect(
+        item=item,
+        action=InboundAction.SENT_COPY,
+        addresses=tuple(dict.fromkeys(addresses)),
+        subject=" ".join(headers.get("subject", "").split()),
+        sent_at=sent_at,
+    )
+
+
+def plan_effect(item: InboundItem, *, now: datetime) -> InboundEffect:
+    """What one item does (pure)."""
+    if item.role is FolderRole.SENT:
+        return sent_copy_effect(item, now=now)
+    verdict = item.verdict
+    references = tuple(ref for ref in (verdict.original_message_id, *verdict.in_reply_to) if ref)
+    sender = (verdict.from_address,) if verdict.from_address else ()
+    kind = verdict.kind
+    if kind is InboundKind.HARD_BOUNCE and not verdict.delayed and verdict.recipients:
+        return InboundEffect(
+            item=item,
+            action=InboundAction.SUPPRESS,
+            addresses=verdict.recipients,
+            references=references,
+            suppression=SuppressionReason.HARD_BOUNCE,
+            lead_status=LeadStatus.BOUNCED,
+            hard_bounce=True,
+        )
+    if kind is InboundKind.SOFT_BOUNCE and not verdict.delayed and verdict.recipients:
+        return InboundEffect(
+            item=item, action=InboundAction.SOFT_BOUNCE, addresses=verdict.recipients, references=references
+        )
+    if kind in _STOPPING:
+        suppression, status = _STOPPING[kind]
+        addresses = verdict.recipients if kind is InboundKind.COMPLAINT and verdict.recipients else sender
+        return InboundEffect(
+            item=item,
+            action=InboundAction.SUPPRESS,
+            addresses=addresses,
+            references=references,
+            suppression=suppression,
+            lead_status=status,
+        )
+    if kind is InboundKind.AUTO_REPLY and verdict.return_date is not None:
+        return InboundEffect(
+            item=item,
+            action=InboundAction.AUTO_REPLY,
+            addresses=sender,
+            references=references,
+            resume_at=datetime.combine(verdict.return_date, RETURN_TIME),
+        )
+    if kind is InboundKind.REPLY:
+        return InboundEffect(
+            item=item,
+            action=InboundAction.STOP,
+            addresses=sender,
+            references=references,
+            lead_status=LeadStatus.REPLIED,
+        )
+    return InboundEffect(item=item, action=InboundAction.NONE, references=references)
+
+
+class InboxEffects:
+    """core.ports.InboxSink over the store (called on the database worker thread)."""
+
+    def __init__(
+        self, store: Store, *, events: EventBus[SendEvent] | None = None, clock: Clock | None = None
+    ):
+        self._store = store
+        self._events = events
+        self._clock: Clock = clock or SystemClock()
+
+    def mailbox_state(self, account_id: int, folder: str) -> MailboxState | None:
+        return self._store.get_mailbox_state(account_id, folder=folder)
+
+    def apply_batch(
+        self,
+        *,
+        account_id: int,
+        folder: str,
+        uidvalidity: int,
+        items: Sequence[InboundItem],
+        last_uid: int,
+    ) -> None:
+        now = self._clock.now()
+        guardrails = self._store.get_account(account_id).settings.guardrails
+
+        def follow_up(
+            campaign: Campaign, lead: CampaignLead, sent: OutboxMessage, at: datetime
+        ) -> NewDraft | None:
+            return follow_up_draft(campaign, lead, sent, at, guardrails=guardrails)
+
+        outcome = self._store.apply_inbound_batch(
+            account_id=account_id,
+            folder=folder,
+            uidvalidity=uidvalidity,
+            last_uid=last_uid,
+            effects=[plan_effect(item, now=now) for item in items],
+            now=now,
+            follow_up=follow_up,
+        )
+        changed = outcome.suppressed or outcome.stopped_leads or outcome.settled or outcome.manual_sends
+        if changed:
+            detail = (
+                f"{folder}: suppressed {len(outcome.suppressed)}, "
+                f"stopped {len(outcome.stopped_leads)} lead(s), "
+                f"cancelled {len(outcome.cancelled_messages)}, settled {len(outcome.settled)} in-doubt, "
+                f"{outcome.manual_sends} manual send(s)"
+            )
+            log.info("inbox batch for account %d: %s", account_id, detail)
+            if self._events is not None:
+                self._events.publish(
+                    SendEvent(kind=SendEventKind.INBOX, account_id=account_id, at=now, detail=detail)
+                )
+
+
+class SentFolderCopier:
+    """For providers that do not file submitted mail in Sent themselves (SentFolderKind.APP_APPENDS): after
+    each delivery, APPEND the exact bytes that were sent to the account's Sent folder, so the user sees what
+    went out. Subscribe `on_event` to the scheduler's events; `aclose()` waits for copies in progress."""
+
+    def __init__(self, *, store: Store, db: DbWorker, watcher: InboxWatcher) -> None:
+        self._store = store
+        self._db = db
+        self._watcher = watcher
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_event(self, event: SendEvent) -> None:
+        if event.kind is not SendEventKind.SENT or event.account_id is None or event.outbox_id is None:
+            return
+        if event.account_id not in self._watcher.accounts:
+            return
+        task = asyncio.get_running_loop().create_task(self._copy(event.account_id, event.outbox_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _copy(self, account_id: int, outbox_id: int) -> None:
+        try:
+            account = await self._db.call(self._store.get_account, account_id)
+            if account.settings.sent_folder_kind is not SentFolderKind.APP_APPENDS:
+                return
+            message = await self._db.call(self._store.get_message, outbox_id)
+            if message.message_id is None:
+                return
+            raw = await self._db.call(self._store.get_mime, message.message_id)
+            if raw is None:
+                return
+            await self._watcher.append_to_sent(account_id, raw, timeout_s=120)
+        except MailboxError as exc:
+            log.warning("the copy of message %d was not stored in Sent: %s", outbox_id, exc)
+        except Exception:
+            log.exception("storing the copy of message %d in Sent failed", outbox_id)
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

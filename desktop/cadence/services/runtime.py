@@ -1,0 +1,998 @@
+"""The real RuntimeApi: the window's one entry point, over the store (on its single worker thread), the
+scheduler, the inbox watcher and the keyring. Views are built here; nothing the window sees is an ORM row."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from cadence.core import views as v
+from cadence.core.classify import classify
+from cadence.core.compose import ComposeError, OutgoingMessage, compose, new_message_id
+from cadence.core.leads import LeadsFileError, parse_leads_csv
+from cadence.core.model import (
+    Account,
+    AccountSettings,
+    AuditEntry,
+    AuditResult,
+    CampaignStatus,
+    ConnectionSecurity,
+    DeferReason,
+    Lead,
+    LeadStatus,
+    LedgerKind,
+    MessageState,
+    SendOutcome,
+    Step,
+    SuppressionReason,
+)
+from cadence.core.oauth import OAuthProvider
+from cadence.core.pacing import capacity_report, check_guardrails, warmup_cap
+from cadence.core.ports import (
+    Clock,
+    MailboxConnector,
+    RecordNotFound,
+    RuntimeListener,
+    SecretStore,
+    SecretStoreError,
+    Store,
+    SystemClock,
+    UserFacingError,
+)
+from cadence.core.risk import find_risks
+from cadence.core.templates import TemplateError, missing_values, render_step
+from cadence.services.accounts import AccountSetupFactory, AccountSetupService
+from cadence.services.dbworker import DbWorker
+from cadence.services.events import EventBus, SendEvent, SendEventKind
+from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
+from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
+from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step
+
+log = logging.getLogger(__name__)
+
+ConnectorFactory = Callable[[Account], MailboxConnector]
+
+_LEAD_FIELD_GUESSES = {
+    "email": "email",
+    "e-mail": "email",
+    "email address": "email",
+    "first name": "first_name",
+    "first_name": "first_name",
+    "firstname": "first_name",
+    "last name": "last_name",
+    "last_name": "last_name",
+    "lastname": "last_name",
+    "company": "company",
+    "organization": "company",
+    "timezone": "timezone",
+    "time zone": "timezone",
+    "consent": "consent",
+}
+_SEND_KIND_SEVERITY = {
+    SendEventKind.FAILED: v.Severity.WARNING,
+    SendEventKind.IN_DOUBT: v.Severity.WARNING,
+    SendEventKind.PAUSED: v.Severity.WARNING,
+    SendEventKind.SUPPRESSED: v.Severity.WARNING,
+}
+_AUDIT_SEVERITY = {
+    AuditResult.FAILED: v.Severity.WARNING,
+    AuditResult.IN_DOUBT: v.Severity.WARNING,
+    AuditResult.PAUSED: v.Severity.WARNING,
+    AuditResult.BLOCKED: v.Severity.WARNING,
+    AuditResult.SUPPRESSED: v.Severity.WARNING,
+}
+_SEVERITY_ORDER = {v.Severity.INFO: 0, v.Severity.WARNING: 1, v.Severity.ERROR: 2}
+
+
+def _guess_mapping(columns: Sequence[str]) -> dict[str, str]:
+    return {c: _LEAD_FIELD_GUESSES.get(c.strip().lower(), f"fields.{c}") for c in columns if c}
+
+
+def _remapped_csv(
+    csv_bytes: bytes, mapping: Mapping[str, str] | None
+) -> tuple[tuple[str, ...], dict[str, str], bytes]:
+    """The file with its header renamed to lead fields (what core.leads understands)."""
+    text = csv_bytes.decode("utf-8-sig", errors="replace")
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise UserFacingError("The file is empty.")
+    columns = tuple(rows[0])
+    chosen = dict(mapping) if mapping is not None else _guess_mapping(columns)
+    header = [chosen.get(c, f"fields.{c}").removeprefix("fields.") or c for c in columns]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows[1:])
+    return columns, chosen, out.getvalue().encode("utf-8")
+
+
+class Runtime:
+    """core.ports.RuntimeApi over the real services. `await start()` before use, `await aclose()` after."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        secrets: SecretStore,
+        mailer_factory: MailerFactory,
+        connector_factory: ConnectorFactory | None = None,
+        clock: Clock | None = None,
+        on_close: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+        account_setup: AccountSetupFactory | None = None,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._mailer_factory = mailer_factory
+        self._connector_factory = connector_factory
+        self._clock: Clock = clock or SystemClock()
+        self._on_close = on_close
+        self._db = DbWorker()
+        self._events: EventBus[v.RuntimeEvent] = EventBus()
+        self.send_events: EventBus[SendEvent] = EventBus()
+        self.send_events.subscribe(self._on_send_event)
+        self.scheduler = Scheduler(
+            store=store,
+            db=self._db,
+            secrets=secrets,
+            mailer_factory=mailer_factory,
+            events=self.send_events,
+            clock=self._clock,
+            rng=rng,
+        )
+        self.watcher = InboxWatcher(
+            sink=InboxEffects(store, events=self.send_events, clock=self._clock),
+            classify=classify,
+            on_event=self._on_inbox_event,
+            clock=self._clock,
+            sink_executor=self._db.executor,
+        )
+        self.account_setup = account_setup(store=store, db=self._db) if account_setup is not None else None
+        self.sent_copier = SentFolderCopier(store=store, db=self._db, watcher=self.watcher)
+        self.send_events.subscribe(self.sent_copier.on_event)
+        self._activity_seq = 10**9  # ids of live activity entries (audit rows keep their own ids)
+        self._closed = False
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+        if self._connector_factory is not None:
+            for account in await self._db.call(self._store.list_accounts):
+                if account.settings.imap_host:
+                    await self.watcher.start(account.id, self._connector_factory(account))
+
+    def subscribe(self, listener: RuntimeListener) -> Callable[[], None]:
+        return self._events.subscribe(listener)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.scheduler.stop()
+        await self.sent_copier.aclose()
+        await self.watcher.stop()
+        self._db.shutdown()
+        if self._on_close is not None:
+            self._on_close()
+
+    def _emit(self, event: v.RuntimeEvent) -> None:
+        self._events.publish(event)
+
+    def _on_send_event(self, event: SendEvent) -> None:
+        if event.kind is SendEventKind.IDLE:
+            return
+        self._activity_seq += 1
+        summary = event.kind.value.replace("_", " ")
+        if event.recipient:
+            summary += f" — {event.recipient}"
+        if event.detail:
+            summary += f": {event.detail}"
+        self._emit(
+            v.ActivityAdded(
+                v.ActivityEntry(
+                    id=self._activity_seq,
+                    at=event.at,
+                    kind=v.ActivityKind.SMTP
+                    if event.kind is not SendEventKind.INBOX
+                    else v.ActivityKind.IMAP,
+                    summary=summary,
+                    severity=_SEND_KIND_SEVERITY.get(event.kind, v.Severity.INFO),
+                )
+            )
+        )
+        self._emit(v.DeliverabilityChanged())
+        self._emit(v.CampaignsChanged())
+        if event.kind is SendEventKind.PAUSED and event.detail.startswith("Automatic pause"):
+            notice_kind = (
+                v.NoticeKind.BREAKER_PAUSE if "bounce" in event.detail else v.NoticeKind.PROVIDER_BLOCK
+            )
+            if "login" in event.detail:
+                notice_kind = v.NoticeKind.AUTH_FAILURE
+            self._emit(v.Notice(notice_kind, "Sending paused", event.detail))
+        if event.kind in (SendEventKind.SUPPRESSED, SendEventKind.INBOX):
+            self._emit(v.SuppressionsChanged())
+
+    def _on_inbox_event(self, event: InboxEvent) -> None:
+        if event.kind is InboxEventKind.ERROR:
+            self._activity_seq += 1
+            self._emit(
+                v.ActivityAdded(
+                    v.ActivityEntry(
+                        id=self._activity_seq,
+                        at=self._clock.now(),
+                        kind=v.ActivityKind.IMAP,
+                        summary=event.message,
+                        severity=v.Severity.ERROR if event.needs_user else v.Severity.WARNING,
+                    )
+                )
+            )
+
+    # --- status and deliverability ----------------------------------------------------------------------
+
+    async def status(self) -> v.StatusView:
+        return await self._db.call(self._status_sync)
+
+    def _status_sync(self) -> v.StatusView:
+        now = self._clock.now()
+        accounts = self._store.list_accounts()
+        pending = self._store.count_messages().get(MessageState.PENDING_APPROVAL, 0)
+        if not accounts:
+            return v.StatusView(
+                state=v.SendingState.NO_ACCOUNT,
+                sent_today=0,
+                cap_today=0,
+                bounce_24h=v.RateSample(0, 0),
+                pending_approval=pending,
+                detail="Add a sending account to start.",
+            )
+        sent = cap = bounces = sample = 0
+        next_slot: datetime | None = None
+        pause_reason: str | None = None
+        capped = True
+        for account in accounts:
+            report = capacity_report(
+                guardrails=account.settings.guardrails, snapshot=self._store.snapshot(account.id, now=now)
+            )
+            sent += report.daily.used
+            cap += report.effective_daily_cap
+            bounces += report.breaker.hard_bounces_24h
+            sample += report.breaker.sends_24h
+            if _is_paused(account, now):
+                pause_reason = pause_reason or account.paused_reason
+            if report.next_slot is not None and (next_slot is None or report.next_slot < next_slot):
+                next_slot = report.next_slot
+            capped = capped and report.daily.limit is not None and report.daily.used >= report.daily.limit
+        due_now = False
+        due_later: datetime | None = None
+        for account in accounts:
+            for message in self._store.list_messages(states=_CLAIMABLE, account_id=account.id):
+                if message.next_attempt_at is None or message.next_attempt_at <= now:
+                    due_now = True
+                    break
+            due = self._store.next_attempt_after(account.id, now=now)
+            if due is not None and (due_later is None or due < due_later):
+                due_later = due
+        if not due_now and next_slot is not None:
+            next_slot = max(next_slot, due_later) if due_later is not None else None
+        open_count = sum(
+            n
+            for state, n in self._store.count_messages().items()
+            if state
+            in (MessageState.APPROVED, MessageState.QUEUED, MessageState.DEFERRED, MessageState.SENDING)
+        )
+        if pause_reason is not None and all(_is_paused(a, now) for a in accounts):
+            state = v.SendingState.PAUSED
+        elif capped:
+            state = v.SendingState.CAP_REACHED
+        elif open_count:
+            state = v.SendingState.SENDING
+        else:
+            state = v.SendingState.IDLE
+        return v.StatusView(
+            state=state,
+            sent_today=sent,
+            cap_today=cap,
+            bounce_24h=v.RateSample(bounces, sample),
+            pending_approval=pending,
+            next_send_at=next_slot if open_count else None,
+            pause_reason=pause_reason,
+            detail=f"{open_count} message(s) queued",
+        )
+
+    async def deliverability(self, account_id: int | None = None) -> v.DeliverabilityView:
+        return await self._db.call(self._deliverability_sync, account_id)
+
+    def _deliverability_sync(self, account_id: int | None) -> v.DeliverabilityView:
+        now = self._clock.now()
+        accounts = self._store.list_accounts()
+        if not accounts:
+            return v.DeliverabilityView(
+                bounce_24h=v.RateSample(0, 0),
+                bounce_7d=v.RateSample(0, 0),
+                breaker_rate=0.05,
+                breaker_min_sample=20,
+                caps=(v.CapUsage("Today", 0, 0), v.CapUsage("This hour", 0, 0)),
+                domain_caps=(),
+                warmup=v.WarmupProgress(False, 0, 0, 0, 0),
+                pause=None,
+                deferred=(),
+                daily=(),
+                health=(),
+            )
+        account = next((a for a in accounts if a.id == account_id), accounts[0])
+        guardrails = account.settings.guardrails
+        report = capacity_report(guardrails=guardrails, snapshot=self._store.snapshot(account.id, now=now))
+        week = self._store.list_ledger(account_id=account.id, since=now - timedelta(days=14))
+        last_7 = [e for e in week if e.at >= now - timedelta(days=7)]
+        sends_7 = sum(1 for e in last_7 if e.kind is LedgerKind.SENT and not e.manual)
+        bounces_7 = sum(1 for e in last_7 if e.kind is LedgerKind.HARD_BOUNCE)
+        daily: list[v.DailyCounts] = []
+        for offset in range(13, -1, -1):
+            day = (now - timedelta(days=offset)).date()
+            rows = [e for e in week if e.at.date() == day]
+            daily.append(
+                v.DailyCounts(
+                    day=day,
+                    sent=sum(1 for e in rows if e.kind is LedgerKind.SENT and not e.manual),
+                    bounced=sum(1 for e in rows if e.kind is LedgerKind.HARD_BOUNCE),
+                    replied=0,
+                    unsubscribed=0,
+                )
+            )
+        started = account.warmup_started_at or now
+        day_number = max(0, (now - started).days)
+        today_cap = warmup_cap(guardrails, days_since_start=day_number) or guardrails.daily_cap
+        days_total = 0
+        if guardrails.warmup_enabled and guardrails.warmup_step > 0:
+            steps_needed = max(
+                0, -(-(guardrails.daily_cap - guardrails.warmup_start) // guardrails.warmup_step)
+            )
+            days_total = steps_needed * guardrails.warmup_every_days
+        pause = None
+        if _is_paused(account, now):
+            pause = v.PauseState(
+                reason=account.paused_reason or "",
+                since=now,
+                account_id=account.id,
+                automatic=(account.paused_reason or "").startswith("Automatic"),
+                cause_persists=report.breaker.tripped,
+                until=account.paused_until,
+            )
+        deferred = tuple(
+            v.DeferredMessage(
+                draft_id=m.id,
+                recipient=m.recipient,
+                subject=m.subject,
+                reason=m.defer_reason or report.next_slot_reason or _DEFAULT_DEFER,
+                next_attempt=m.next_attempt_at or now,
+                detail=m.last_error or "",
+                attempts=m.attempts,
+            )
+            for m in self._store.list_messages(
+                states=[MessageState.DEFERRED], account_id=account.id, limit=200
+            )
+        )
+        return v.DeliverabilityView(
+            bounce_24h=v.RateSample(report.breaker.hard_bounces_24h, report.breaker.sends_24h),
+            bounce_7d=v.RateSample(bounces_7, sends_7),
+            breaker_rate=guardrails.bounce_breaker_rate,
+            breaker_min_sample=guardrails.bounce_breaker_min_sample,
+            caps=(
+                v.CapUsage("Today", report.daily.used, report.effective_daily_cap),
+                v.CapUsage("This hour", report.hourly.used, report.hourly.limit or 0),
+            ),
+            domain_caps=tuple(
+                v.CapUsage(domain, used, guardrails.domain_cap) for domain, used in report.busiest_domains
+            ),
+            warmup=v.WarmupProgress(
+                enabled=guardrails.warmup_enabled,
+                day=day_number + 1,
+                days_total=days_total,
+                today_cap=min(today_cap, guardrails.daily_cap),
+                target_cap=guardrails.daily_cap,
+            ),
+            pause=pause,
+            deferred=deferred,
+            daily=tuple(daily),
+            health=(v.HealthCheck("DNS checks", v.CheckState.UNKNOWN, "Not checked yet"),),
+            account_email=account.email,
+        )
+
+    async def pause(self, account_id: int | None, *, reason: str) -> None:
+        await self._known_account(account_id)
+        await self.scheduler.pause(account_id, reason=reason)
+        self._emit(v.StatusChanged(await self.status()))
+
+    async def resume(self, account_id: int | None) -> None:
+        await self._known_account(account_id)
+        await self.scheduler.resume(account_id)
+        self._emit(v.StatusChanged(await self.status()))
+
+    async def _known_account(self, account_id: int | None) -> None:
+        if account_id is None:
+            return
+        try:
+            await self._db.call(self._store.get_account, account_id)
+        except RecordNotFound:
+            raise UserFacingError(f"Account {account_id} no longer exists.") from None
+
+    # --- campaigns --------------------------------------------------------------------------------------
+
+    async def list_campaigns(self) -> list[v.CampaignSummary]:
+        return await self._db.call(self._campaigns_sync)
+
+    def _campaigns_sync(self) -> list[v.CampaignSummary]:
+        now = self._clock.now()
+        accounts = self._store.list_accounts()
+        emails = {a.id: a.email for a in accounts}
+        per_day = {
+            a.id: capacity_report(
+                guardrails=a.settings.guardrails, snapshot=self._store.snapshot(a.id, now=now)
+            ).effective_daily_cap
+            for a in accounts
+        }
+        summaries = []
+        for campaign in self._store.list_campaigns():
+            leads = self._store.count_leads(campaign.id)
+            states: dict[MessageState, int] = {}
+            latest_due = now
+            for message in self._store.list_messages(campaign_id=campaign.id):
+                states[message.state] = states.get(message.state, 0) + 1
+                if message.state in _CLAIMABLE and message.next_attempt_at is not None:
+                    latest_due = max(latest_due, message.next_attempt_at)
+            status = {
+                CampaignStatus.ACTIVE: v.CampaignStatus.RUNNING,
+                CampaignStatus.PAUSED: v.CampaignStatus.PAUSED,
+                CampaignStatus.FINISHED: v.CampaignStatus.FINISHED,
+            }[campaign.status]
+            if campaign.status is CampaignStatus.PAUSED and not states.get(MessageState.SENT):
+                status = v.CampaignStatus.DRAFT
+            waiting = sum(
+                states.get(s, 0) for s in (MessageState.APPROVED, MessageState.QUEUED, MessageState.DEFERRED)
+            )
+            estimate = None
+            if status is v.CampaignStatus.RUNNING and waiting:
+                days_of_sending = -(-waiting // max(1, per_day.get(campaign.account_id, 1)))
+                estimate = max(now + timedelta(days=days_of_sending), latest_due)
+            summaries.append(
+                v.CampaignSummary(
+                    id=campaign.id,
+                    name=campaign.name,
+                    status=status,
+                    account_email=emails.get(campaign.account_id, ""),
+                    leads=sum(leads.values()),
+                    sent=states.get(MessageState.SENT, 0),
+                    replied=leads.get(LeadStatus.REPLIED, 0),
+                    bounced=leads.get(LeadStatus.BOUNCED, 0),
+                    unsubscribed=leads.get(LeadStatus.UNSUBSCRIBED, 0),
+                    held=states.get(MessageState.PENDING_APPROVAL, 0),
+                    created_at=campaign.created_at,
+                    finish_estimate=estimate,
+                    steps=campaign.steps,
+                )
+            )
+        return summaries
+
+    async def import_leads_preview(
+        self, csv_bytes: bytes, *, mapping: Mapping[str, str] | None = None
+    ) -> v.ImportPreview:
+        return await asyncio.to_thread(self._preview_sync, csv_bytes, mapping)
+
+    def _preview_sync(self, csv_bytes: bytes, mapping: Mapping[str, str] | None) -> v.ImportPreview:
+        columns, chosen, remapped = _remapped_csv(csv_bytes, mapping)
+        warnings: list[str] = []
+        if "email" not in chosen.values():
+            warnings.append("No column is mapped to Email: every row would be skipped.")
+            return v.ImportPreview(columns, chosen, (), 0, (), tuple(warnings))
+        try:
+            parsed = parse_leads_csv(remapped)
+        except LeadsFileError as exc:
+            raise UserFacingError(str(exc)) from exc
+        rows = tuple(
+            {
+                "email": lead.email,
+                "first_name": lead.first_name,
+                "last_name": lead.last_name,
+                "company": lead.company,
+                **dict(lead.fields),
+            }
+            for lead in parsed.leads[:50]
+        )
+        skipped = tuple(v.SkippedRow(p.line, p.message, p.email or "") for p in parsed.problems)
+        return v.ImportPreview(columns, chosen, rows, len(parsed.leads), skipped, tuple(warnings))
+
+    async def preview(self, step: Step, lead: Lead) -> v.RenderedPreview:
+        try:
+            rendered = render_step(step, lead=lead)
+            missing = missing_values(step.subject, lead=lead) + missing_values(step.body, lead=lead)
+        except TemplateError as exc:
+            raise UserFacingError(f"Step {step.index}: {exc}") from exc
+        warnings = tuple(
+            f"{finding.reason.value}: “{finding.evidence}”"
+            for finding in find_risks(subject=rendered.subject, body=rendered.body)
+        )
+        return v.RenderedPreview(
+            subject=rendered.subject,
+            body=rendered.body,
+            missing_fields=tuple(dict.fromkeys(missing)),
+            warnings=warnings,
+        )
+
+    async def create_campaign(self, spec: v.NewCampaign) -> int:
+        if not spec.name.strip():
+            raise UserFacingError("Give the campaign a name.")
+        if not spec.steps:
+            raise UserFacingError("A campaign needs at least one step.")
+        _, _, remapped = _remapped_csv(spec.csv_bytes, spec.mapping)
+        try:
+            parsed = await asyncio.to_thread(parse_leads_csv, remapped)
+        except LeadsFileError as exc:
+            raise UserFacingError(str(exc)) from exc
+        if not parsed.leads:
+            raise UserFacingError("No usable leads in the file.")
+        steps = tuple(replace(step, index=number) for number, step in enumerate(spec.steps, start=1))
+        for step in steps:
+            try:
+                render_step(step, lead=parsed.leads[0])
+            except TemplateError as exc:
+                raise UserFacingError(f"Step {step.index}: {exc}") from exc
+        campaign_id = await self._db.call(self._create_campaign_sync, spec, steps, parsed.leads)
+        self._emit(v.CampaignsChanged(campaign_id))
+        self._emit(v.QueueChanged(await self.count_pending()))
+        self.scheduler.wake(spec.account_id)
+        return campaign_id
+
+    def _create_campaign_sync(
+        self, spec: v.NewCampaign, steps: tuple[Step, ...], leads: Sequence[Lead]
+    ) -> int:
+        now = self._clock.now()
+        try:
+            account = self._store.get_account(spec.account_id)
+        except RecordNotFound:
+            raise UserFacingError("The sending account no longer exists.") from None
+        status = CampaignStatus.ACTIVE if spec.start_now else CampaignStatus.PAUSED
+        campaign = self._store.create_campaign(
+            name=spec.name.strip(), account_id=account.id, steps=steps, now=now, status=status
+        )
+        self._store.add_leads(campaign.id, leads=leads, now=now)
+        drafts = []
+        for lead in self._store.list_leads(campaign.id):
+            try:
+                drafts.append(
+                    draft_for_step(
+                        campaign_id=campaign.id,
+                        lead=lead,
+                        step=steps[0],
+                        guardrails=account.settings.guardrails,
+                    )
+                )
+            except TemplateError:
+                log.warning("lead %s: step 1 cannot be rendered", lead.lead.email)
+        self._store.create_drafts(drafts, now=now)
+        return campaign.id
+
+    async def start_campaign(self, campaign_id: int) -> None:
+        await self._set_campaign(campaign_id, CampaignStatus.ACTIVE)
+
+    async def pause_campaign(self, campaign_id: int) -> None:
+        await self._set_campaign(campaign_id, CampaignStatus.PAUSED)
+
+    async def _set_campaign(self, campaign_id: int, status: CampaignStatus) -> None:
+        try:
+            campaign = await self._db.call(self._store.get_campaign, campaign_id)
+        except RecordNotFound:
+            raise UserFacingError(f"Campaign {campaign_id} no longer exists.") from None
+        if campaign.status is CampaignStatus.FINISHED:
+            raise UserFacingError(f"“{campaign.name}” has finished.")
+        await self._db.call(self._store.set_campaign_status, campaign_id, status=status)
+        self.scheduler.wake(campaign.account_id)
+        self._emit(v.CampaignsChanged(campaign_id))
+
+    async def send_test(self, step: Step, lead: Lead, *, account_id: int, to: str) -> None:
+        try:
+            account = await self._db.call(self._store.get_account, account_id)
+        except RecordNotFound:
+            raise UserFacingError(f"Account {account_id} no longer exists.") from None
+        try:
+            rendered = render_step(step, lead=lead)
+            mime = compose(
+                OutgoingMessage(
+                    sender=account.email,
+                    recipient=to,
+                    subject=f"[Test] {rendered.subject}",
+                    text=rendered.body,
+                    message_id=new_message_id(account.email),
+                    date=self._clock.now(),
+                    sender_name=account.settings.display_name,
+                )
+            )
+            secret = await self._secrets.get(account.email)
+            mailer = self._mailer_factory(account, secret)
+        except (TemplateError, ComposeError, SecretStoreError, ValueError) as exc:
+            raise UserFacingError(f"The test message was not sent: {exc}") from exc
+        try:
+            result = await mailer.send(sender=account.email, recipients=(to,), message=mime)
+        finally:
+            await mailer.close()
+        await self._db.call(
+            self._store.append_audit,
+            [
+                AuditEntry(
+                    at=self._clock.now(),
+                    result=AuditResult.SENT
+                    if result.outcome is SendOutcome.DELIVERED
+                    else AuditResult.FAILED,
+                    account_id=account.id,
+                    sender=account.email,
+                    recipient=to,
+                    subject=f"[Test] {rendered.subject}",
+                    reason="test message (outside the caps)",
+                    detail=result.text,
+                )
+            ],
+        )
+        if result.outcome is not SendOutcome.DELIVERED:
+            raise UserFacingError(
+                f"The test message was not accepted: {result.code or ''} {result.text}".strip()
+            )
+
+    # --- approval queue ---------------------------------------------------------------------------------
+
+    async def count_pending(self) -> int:
+        counts = await self._db.call(self._store.count_messages)
+        return counts.get(MessageState.PENDING_APPROVAL, 0)
+
+    async def list_pending_drafts(self, offset: int, limit: int) -> list[v.PendingDraft]:
+        return await self._db.call(self._pending_sync, offset, limit)
+
+    def _pending_sync(self, offset: int, limit: int) -> list[v.PendingDraft]:
+        now = self._clock.now()
+        names = {c.id: c.name for c in self._store.list_campaigns()}
+        drafts = []
+        for message in self._store.list_messages(
+            states=[MessageState.PENDING_APPROVAL], limit=limit, offset=offset
+        ):
+            lead = self._store.get_lead(message.lead_id).lead
+            drafts.append(
+                v.PendingDraft(
+                    id=message.id,
+                    campaign_id=message.campaign_id,
+                    campaign_name=names.get(message.campaign_id, ""),
+                    lead_name=" ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email,
+                    recipient=message.recipient,
+                    subject=message.subject,
+                    body=message.body,
+                    hold_reasons=message.hold_reasons,
+                    waiting_since=message.state_changed_at,
+                    step_index=message.step_index,
+                    overdue=now - message.state_changed_at > timedelta(hours=24),
+                )
+            )
+        return drafts
+
+    async def approve(self, draft_ids: Sequence[int]) -> v.BulkResult:
+        outcome = await self._db.call(self._store.approve, list(draft_ids), now=self._clock.now())
+        await self._audit_ids(outcome.changed, AuditResult.APPROVED, "approved")
+        self.scheduler.wake()
+        self._emit(v.QueueChanged(await self.count_pending()))
+        return v.BulkResult(
+            done=len(outcome.changed),
+            failed=tuple(v.ActionFailure(i, "no longer waiting for approval") for i in outcome.skipped),
+        )
+
+    async def reject(self, draft_ids: Sequence[int]) -> v.BulkResult:
+        outcome = await self._db.call(
+            self._store.reject, list(draft_ids), now=self._clock.now(), reason="rejected"
+        )
+        await self._audit_ids(outcome.changed, AuditResult.REJECTED, "rejected")
+        self._emit(v.QueueChanged(await self.count_pending()))
+        return v.BulkResult(
+            done=len(outcome.changed),
+            failed=tuple(v.ActionFailure(i, "no longer waiting for approval") for i in outcome.skipped),
+        )
+
+    async def edit_and_approve(self, draft_id: int, *, subject: str, body: str) -> None:
+        if not subject.strip():
+            raise UserFacingError("The subject is empty.")
+        try:
+            await self._db.call(
+                self._store.edit_draft, draft_id, subject=subject, body=body, now=self._clock.now()
+            )
+        except RecordNotFound:
+            raise UserFacingError("That draft no longer exists.") from None
+        result = await self.approve([draft_id])
+        if result.done != 1:
+            raise UserFacingError("That draft is no longer waiting for approval.")
+
+    async def _audit_ids(self, ids: Sequence[int], result: AuditResult, reason: str) -> None:
+        def build() -> list[AuditEntry]:
+            now = self._clock.now()
+            entries = []
+            for message in (self._store.get_message(i) for i in ids):
+                entries.append(
+                    AuditEntry(
+                        at=now,
+                        result=result,
+                        account_id=message.account_id,
+                        lead_id=message.lead_id,
+                        recipient=message.recipient,
+                        subject=message.subject,
+                        reason=reason,
+                    )
+                )
+            self._store.append_audit(entries)
+            return entries
+
+        if ids:
+            await self._db.call(build)
+
+    # --- suppression ------------------------------------------------------------------------------------
+
+    async def list_suppressions(self, query: str, offset: int, limit: int) -> list[v.SuppressionEntry]:
+        rows = await self._db.call(
+            self._store.list_suppressions, search=query or None, limit=limit, offset=offset
+        )
+        return [
+            v.SuppressionEntry(
+                value=f"erased:{s.value.removeprefix('sha256:')[:12]}" if s.hashed else s.value,
+                reason=s.reason,
+                added_at=s.created_at,
+                is_domain=s.is_domain,
+                detail=s.source,
+            )
+            for s in rows
+        ]
+
+    async def count_suppressions(self, query: str) -> int:
+        return len(await self._db.call(self._store.list_suppressions, search=query or None))
+
+    @staticmethod
+    def _suppression_value(value: str) -> str:
+        value = value.strip().lower()
+        if "@" not in value and "." in value:
+            return "@" + value
+        return value
+
+    async def add_suppression(self, value: str, *, reason: SuppressionReason) -> None:
+        key = self._suppression_value(value)
+        now = self._clock.now()
+        try:
+            await self._db.call(
+                self._store.add_suppression, key, reason=reason, now=now, source="added by hand"
+            )
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        if not key.startswith("@"):
+            await self._db.call(
+                self._store.stop_address,
+                key,
+                status=LeadStatus.SUPPRESSED,
+                now=now,
+                reason="suppressed by hand",
+            )
+        self._emit(v.SuppressionsChanged())
+
+    async def import_suppressions(self, values: Sequence[str], *, reason: SuppressionReason) -> v.BulkResult:
+        done = 0
+        failed: list[v.ActionFailure] = []
+        for number, value in enumerate(values, start=1):
+            try:
+                await self._db.call(
+                    self._store.add_suppression,
+                    self._suppression_value(value),
+                    reason=reason,
+                    now=self._clock.now(),
+                    source="imported",
+                )
+                done += 1
+            except ValueError as exc:
+                failed.append(v.ActionFailure(number, str(exc)))
+        self._emit(v.SuppressionsChanged())
+        return v.BulkResult(done=done, failed=tuple(failed))
+
+    async def remove_suppression(self, value: str) -> None:
+        try:
+            removed = await self._db.call(self._store.remove_suppression, self._suppression_value(value))
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        if not removed:
+            raise UserFacingError(f"{value} is not on the suppression list.")
+        self._emit(v.SuppressionsChanged())
+
+    async def forget_person(self, address: str) -> None:
+        now = self._clock.now()
+        try:
+            await self._db.call(
+                self._store.stop_address, address, status=LeadStatus.SUPPRESSED, now=now, reason="erased"
+            )
+            await self._db.call(
+                self._store.add_suppression, address, reason=SuppressionReason.ERASED, now=now
+            )
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        self._emit(v.SuppressionsChanged())
+
+    # --- activity -----------------------------------------------------------------------------------------
+
+    async def _activity(self, activity_filter: v.ActivityFilter) -> list[v.ActivityEntry]:
+        rows = await self._db.call(self._store.query_audit, limit=5000)
+        needle = activity_filter.text.strip().lower()
+        floor = _SEVERITY_ORDER[activity_filter.min_severity]
+        entries = []
+        if v.ActivityKind.AUDIT not in activity_filter.kinds:
+            return []
+        for row in rows:
+            severity = _AUDIT_SEVERITY.get(row.result, v.Severity.INFO)
+            if _SEVERITY_ORDER[severity] < floor:
+                continue
+            summary = f"{row.result.value}: {row.recipient or row.sender} — {row.reason}".strip()
+            detail = " ".join(p for p in (row.subject, row.detail) if p)
+            if needle and needle not in f"{summary}\n{detail}\n{row.sender}".lower():
+                continue
+            entries.append(
+                v.ActivityEntry(
+                    id=row.id or 0,
+                    at=row.at,
+                    kind=v.ActivityKind.AUDIT,
+                    summary=summary,
+                    severity=severity,
+                    account_email=row.sender,
+                    detail=detail,
+                )
+            )
+        return entries
+
+    async def list_activity(
+        self, activity_filter: v.ActivityFilter, offset: int, limit: int
+    ) -> list[v.ActivityEntry]:
+        return (await self._activity(activity_filter))[offset : offset + limit]
+
+    async def count_activity(self, activity_filter: v.ActivityFilter) -> int:
+        return len(await self._activity(activity_filter))
+
+    # --- accounts -------------------------------------------------------------------------------------------
+
+    async def list_accounts(self) -> list[v.AccountView]:
+        accounts = await self._db.call(self._store.list_accounts)
+        result = []
+        for account in accounts:
+            result.append(
+                v.AccountView(
+                    id=account.id,
+                    email=account.email,
+                    display_name=account.settings.display_name,
+                    paused_reason=account.paused_reason if _is_paused(account, self._clock.now()) else None,
+                    has_password=await self._has_password(account.email),
+                )
+            )
+        return result
+
+    async def _has_password(self, email: str) -> bool:
+        try:
+            return bool(await self._secrets.get(email))
+        except SecretStoreError:
+            return False
+
+    async def get_account_settings(self, account_id: int) -> v.AccountSettings:
+        try:
+            account = await self._db.call(self._store.get_account, account_id)
+        except RecordNotFound:
+            raise UserFacingError(f"Account {account_id} no longer exists.") from None
+        s = account.settings
+        return v.AccountSettings(
+            email=s.email,
+            display_name=s.display_name,
+            smtp_host=s.smtp_host,
+            smtp_port=s.smtp_port,
+            smtp_tls=v.TlsMode.IMPLICIT if s.smtp_security is ConnectionSecurity.TLS else v.TlsMode.STARTTLS,
+            imap_host=s.imap_host,
+            imap_port=s.imap_port,
+            username=s.email,
+            guardrails=s.guardrails,
+            account_id=account.id,
+            has_password=await self._has_password(s.email),
+        )
+
+    async def save_account_settings(self, settings: v.AccountSettings, *, password: str | None = None) -> int:
+        email = settings.email.strip().lower()
+        if "@" not in email:
+            raise UserFacingError(f"{settings.email!r} is not an email address.")
+        if not settings.smtp_host.strip():
+            raise UserFacingError("The SMTP server is missing.")
+        try:
+            check_guardrails(settings.guardrails)
+        except ValueError as exc:
+            raise UserFacingError(f"Guardrails: {exc}") from exc
+        model_settings = AccountSettings(
+            email=email,
+            display_name=settings.display_name,
+            smtp_host=settings.smtp_host.strip(),
+            smtp_port=settings.smtp_port,
+            smtp_security=ConnectionSecurity.TLS
+            if settings.smtp_tls is v.TlsMode.IMPLICIT
+            else ConnectionSecurity.STARTTLS,
+            imap_host=settings.imap_host.strip(),
+            imap_port=settings.imap_port,
+            guardrails=replace(
+                settings.guardrails, provider_host=settings.guardrails.provider_host or settings.smtp_host
+            ),
+        )
+        if password is not None:
+            try:
+                await self._secrets.set(email, password)
+            except SecretStoreError as exc:
+                raise UserFacingError(str(exc)) from exc
+        if settings.account_id is None:
+            existing = [a for a in await self._db.call(self._store.list_accounts) if a.email == email]
+            if existing:
+                raise UserFacingError(f"An account {email} exists already.")
+            account = await self._db.call(self._store.create_account, model_settings, now=self._clock.now())
+        else:
+            try:
+                current = await self._db.call(self._store.get_account, settings.account_id)
+            except RecordNotFound:
+                raise UserFacingError("That account no longer exists.") from None
+            model_settings = replace(
+                model_settings,
+                ca_file=current.settings.ca_file,
+                sent_folder_kind=current.settings.sent_folder_kind,
+            )
+            account = await self._db.call(
+                self._store.update_account, settings.account_id, settings=model_settings
+            )
+        await self.scheduler.forget_account(account.id)
+        self.scheduler.ensure_account(account.id)
+        if self._connector_factory is not None and account.settings.imap_host:
+            await self.watcher.start(account.id, self._connector_factory(account))
+        self._emit(v.StatusChanged(await self.status()))
+        return account.id
+
+    # --- connecting a mailbox (services.accounts.AccountSetupService, built by the composition root) --------
+
+    def _setup(self) -> AccountSetupService:
+        if self.account_setup is None:
+            raise UserFacingError("Setting up accounts is not available in this session.")
+        return self.account_setup
+
+    async def propose_account(self, email: str) -> v.AccountProposal:
+        return await self._setup().propose_account(email)
+
+    async def test_connection(
+        self,
+        settings: v.AccountSettings,
+        *,
+        password: str | None = None,
+        on_step: Callable[[v.ConnectionStepView], None] | None = None,
+    ) -> v.ConnectionTestView:
+        return await self._setup().test_connection(settings, password=password, on_step=on_step)
+
+    async def sign_in_oauth(self, email: str, provider: OAuthProvider) -> None:
+        await self._setup().sign_in_oauth(email, provider)
+        for account in await self._db.call(self._store.list_accounts):
+            if account.email == email.strip().lower():
+                await self.scheduler.forget_account(account.id)
+
+    async def remove_account(self, account_id: int) -> None:
+        await self.scheduler.remove_account(account_id)
+        await self.watcher.stop(account_id)
+        await self._setup().remove_account(account_id)
+        self._emit(v.StatusChanged(await self.status()))
+        self._emit(v.CampaignsChanged())
+
+    async def domain_health(self, email: str) -> list[v.HealthCheck]:
+        return await self._setup().domain_health(email)
+
+
+_DEFAULT_DEFER = DeferReason.SMTP_TEMPORARY
+_CLAIMABLE = (MessageState.APPROVED, MessageState.QUEUED, MessageState.DEFERRED)
+
+
+def _is_paused(account: Account, now: datetime) -> bool:
+    return account.paused_reason is not None and (account.paused_until is None or account.paused_until > now)
