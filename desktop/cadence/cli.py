@@ -47,10 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `cadence --self-check` and `cadence --demo` read better on a launcher line than subcommands do.
+FLAG_ALIASES = {"--self-check": "self-check", "--demo": "demo"}
+
+
+def _expand_aliases(argv: Sequence[str]) -> list[str]:
+    expanded = list(argv)
+    for position, word in enumerate(expanded):
+        if word in FLAG_ALIASES:
+            expanded[position] = FLAG_ALIASES[word]
+            break
+    return expanded
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_expand_aliases(sys.argv[1:] if argv is None else argv))
     except ArgumentError as exc:
         print(f"cadence: error: {exc}", file=sys.stderr)
         return 2
