@@ -433,6 +433,7 @@ class Account:
     paused_until: datetime | None = None
     backoff_until: datetime | None = None
     pace_factor: float = 1.0
+    consecutive_throttles: int = 0  # throttling replies in a row (reset by a clean send)
 
     @property
     def email(self) -> str:
@@ -506,6 +507,9 @@ class OutboxMessage:
     attempts: int = 0
     message_id: str | None = None  # RFC 5322 Message-ID, fixed when the message is claimed for sending
     last_error: str | None = None
+    # the last pacing deferral written to the audit log (a deferral is audited when it changes)
+    audited_defer_reason: DeferReason | None = None
+    audited_defer_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,6 +616,7 @@ class SendCandidate:
     lead: Lead
     lead_status: LeadStatus
     step: Step | None  # None if the campaign no longer has that step
+    thread_message_ids: tuple[str, ...] = ()  # Message-IDs of the lead's earlier sent steps, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,6 +638,9 @@ class ClaimDecision:
     blocked: tuple[tuple[int, Blocked], ...] = ()  # (outbox id, decision) for candidates never to go
     deferred: tuple[tuple[int, Deferred], ...] = ()  # (outbox id, decision) for candidates to retry later
     audit: tuple[AuditEntry, ...] = ()
+    # (outbox id, deferral) whose audit row is in `audit`: remembered on the message so that the same
+    # deferral is not audited again on the next wake
+    audited_deferrals: tuple[tuple[int, Deferred], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ Each area keeps its protocols in its own section below.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -25,6 +26,19 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class FastClock(Clock, Protocol):
+    """A clock running faster than real time (the demo sandbox): a wait measured on it lasts fewer real
+    seconds. Services that sleep until a moment of the clock convert with `real_seconds` below."""
+
+    def real_seconds(self, clock_seconds: float) -> float: ...
+
+
+def real_seconds(clock: Clock, clock_seconds: float) -> float:
+    """How long to really sleep for `clock_seconds` of `clock` (the same for an ordinary clock)."""
+    scale = getattr(clock, "real_seconds", None)
+    return float(scale(clock_seconds)) if callable(scale) else clock_seconds
 
 
 # --- sending ------------------------------------------------------------------------------------------
@@ -159,7 +173,12 @@ class Store(Protocol):
         self, account_id: int, *, reason: str | None, until: datetime | None = None
     ) -> model.Account: ...
     def set_account_backoff(
-        self, account_id: int, *, until: datetime | None, pace_factor: float | None = None
+        self,
+        account_id: int,
+        *,
+        until: datetime | None,
+        pace_factor: float | None = None,
+        consecutive_throttles: int | None = None,
     ) -> model.Account: ...
     def set_warmup_started(self, account_id: int, *, at: datetime | None) -> model.Account: ...
     def delete_account(self, account_id: int) -> model.Account: ...
@@ -222,6 +241,13 @@ class Store(Protocol):
     ) -> model.Claim | model.Idle: ...
     def next_attempt_after(self, account_id: int, *, now: datetime) -> datetime | None:
         """The earliest time a claimable message of an active campaign becomes due, after `now`."""
+        ...
+
+    def expire_stale(
+        self, account_id: int, *, now: datetime, max_age: timedelta
+    ) -> tuple[model.OutboxMessage, ...]:
+        """Move unsent messages queued longer than `max_age` (counted from when they became due) to
+        `expired`; returns them as they were before."""
         ...
 
     def record_delivered_with_follow_up(
@@ -411,6 +437,16 @@ class RuntimeApi(Protocol):
     # accounts
     async def list_accounts(self) -> list[views.AccountView]: ...
 
+    # messages in doubt (connection lost after the data was handed over)
+    async def list_in_doubt(self) -> list[views.InDoubtView]:
+        """Messages that may or may not have gone out, oldest first; never sent again without the user."""
+        ...
+
+    async def settle_in_doubt(self, message_id: int, *, sent: bool) -> None:
+        """`sent=True`: it arrived, count it as sent. `sent=False`: send it again with the same Message-ID.
+        UserFacingError when it is no longer in doubt or is being sent right now."""
+        ...
+
     async def get_account_settings(self, account_id: int) -> views.AccountSettings: ...
 
     async def save_account_settings(
@@ -562,3 +598,36 @@ class InboxSink(Protocol):
         items: Sequence[model.InboundItem],
         last_uid: int,
     ) -> None: ...
+
+
+# --- large lead imports with progress and stop (services/lead_import.py) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """How far a campaign import is: `done` of `total` leads saved (total 0 while the file is read)."""
+
+    done: int
+    total: int
+    stage: str
+
+
+@runtime_checkable
+class ProgressiveCampaignCreator(Protocol):
+    """A runtime that can create a campaign chunk by chunk, reporting progress and honouring a stop
+    request between chunks (the new-campaign dialog uses it when the runtime offers it)."""
+
+    async def create_campaign_with_progress(
+        self,
+        spec: views.NewCampaign,
+        *,
+        on_progress: Callable[[ImportProgress], None],
+        stop: StopFlag,
+    ) -> int: ...
+
+
+class StopFlag(Protocol):
+    """threading.Event's reading and setting side: set from the window, read between chunks."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...

@@ -52,7 +52,7 @@ from cadence.core.model import (
     Step,
     SuppressionReason,
 )
-from cadence.core.ports import Clock, Mailer, SecretStore, SecretStoreError, Store, SystemClock
+from cadence.core.ports import Clock, Mailer, SecretStore, SecretStoreError, Store, SystemClock, real_seconds
 from cadence.core.templates import TemplateError, render_step
 from cadence.services.dbworker import DbWorker
 from cadence.services.events import EventBus, SendEvent, SendEventKind
@@ -84,6 +84,11 @@ _ACCOUNT_PAUSING = {
 }
 _SMTP_TEMPORARY = "smtp_temporary"
 _SET_ASIDE = timedelta(days=3650)
+_EXPIRY_EVERY = timedelta(minutes=1)  # how often a busy account looks for stale messages
+# a pacing deferral is audited again only when its reason changes or its time moves by more than this
+DEFER_AUDIT_SLACK = timedelta(minutes=30)
+# AIMD: every throttle in a row halves the pace, down to an eighth; clean sends add 0.05 back each
+THROTTLE_PACE = retry.PaceConfig(decrease_after=1, decrease_factor=0.5, min_factor=0.125)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +96,11 @@ class SchedulerOptions:
     max_candidates: int = 50
     stop_grace_s: float = 30.0  # on stop, a send in progress may finish (and be recorded) this long
     retry_policy: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
-    pace_config: retry.PaceConfig = field(default_factory=retry.PaceConfig)
+    pace_config: retry.PaceConfig = THROTTLE_PACE
     keyring_retry: timedelta = timedelta(minutes=5)  # the keyring could not be read: try again then
     quota_fallback: timedelta = timedelta(hours=1)  # quota hit with no send in the window to wait out
+    # an idle account still looks in this often (messages expire, deferrals are audited, while paused too)
+    housekeeping_interval: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,13 @@ class PassResult:
     outcome: SendOutcome | None
     wait_until: datetime | None = None  # when nothing was claimed: when to look again (None: not by itself)
     reason: DeferReason | None = None
+
+
+def deferral_changed(message: OutboxMessage, deferred: Deferred) -> bool:
+    """Whether this pacing deferral differs materially from the last one audited for the message."""
+    if message.audited_defer_reason is not deferred.reason or message.audited_defer_until is None:
+        return True
+    return abs(deferred.not_before - message.audited_defer_until) > DEFER_AUDIT_SLACK
 
 
 def _server_words(result: SendResult) -> str:
@@ -183,6 +197,7 @@ def decide_send(
     now = snapshot.now
     blocked: list[tuple[int, Blocked]] = []
     deferred: list[tuple[int, Deferred]] = []
+    audited_deferrals: list[tuple[int, Deferred]] = []
     audit: list[AuditEntry] = []
     soonest: tuple[datetime, DeferReason, SendCandidate] | None = None
 
@@ -237,6 +252,11 @@ def decide_send(
             audit.append(entry(candidate, AuditResult.HELD, ",".join(r.value for r in decision.reasons)))
             continue
         if isinstance(decision, Deferred):
+            if deferral_changed(message, decision):
+                later = decision.not_before >= pacing.FOREVER
+                until = "no time yet" if later else decision.not_before.isoformat()
+                audit.append(entry(candidate, AuditResult.DEFERRED, decision.reason.value, f"until {until}"))
+                audited_deferrals.append((message.id, decision))
             if soonest is None or decision.not_before < soonest[0]:
                 soonest = (decision.not_before, decision.reason, candidate)
             if decision.reason in _ACCOUNT_WIDE and not guardrails.use_recipient_timezone:
@@ -256,6 +276,8 @@ def decide_send(
                     recipient_name=" ".join(
                         part for part in (candidate.lead.first_name, candidate.lead.last_name) if part
                     ),
+                    in_reply_to=candidate.thread_message_ids[-1] if candidate.thread_message_ids else None,
+                    references=candidate.thread_message_ids,
                 )
             )
         except ComposeError as exc:
@@ -269,9 +291,15 @@ def decide_send(
             blocked=tuple(blocked),
             deferred=tuple(deferred),
             audit=tuple(audit),
+            audited_deferrals=tuple(audited_deferrals),
         )
     if soonest is None:
-        return ClaimDecision(blocked=tuple(blocked), deferred=tuple(deferred), audit=tuple(audit))
+        return ClaimDecision(
+            blocked=tuple(blocked),
+            deferred=tuple(deferred),
+            audit=tuple(audit),
+            audited_deferrals=tuple(audited_deferrals),
+        )
     not_before, reason, candidate = soonest
     wait_until = not_before
     if not_before < pacing.FOREVER and reason is not DeferReason.STEP_NOT_DUE:
@@ -286,7 +314,12 @@ def decide_send(
             ),
         )
     return ClaimDecision(
-        wait_until=wait_until, wait_reason=reason, blocked=tuple(blocked), audit=tuple(audit)
+        wait_until=wait_until,
+        wait_reason=reason,
+        blocked=tuple(blocked),
+        deferred=tuple(deferred),
+        audit=tuple(audit),
+        audited_deferrals=tuple(audited_deferrals),
     )
 
 
@@ -324,6 +357,7 @@ class Scheduler:
         self._busy: set[int] = set()  # accounts with a send between claim and record
         self._stopping = False
         self._last_idle: dict[int, tuple[datetime | None, DeferReason | None]] = {}
+        self._last_expiry: dict[int, datetime] = {}
 
     # --- life cycle -------------------------------------------------------------------------------------
 
@@ -461,8 +495,11 @@ class Scheduler:
 
     async def _sleep_until(self, moment: datetime | None, wake: asyncio.Event) -> None:
         timeout = None if moment is None else max(0.0, (moment - self._clock.now()).total_seconds())
-        if timeout is not None and timeout > 7 * 86400:
-            timeout = None  # "not by itself": only a wake (settings, approval, resume) can change it
+        housekeeping = self._options.housekeeping_interval.total_seconds()
+        if timeout is None or timeout > housekeeping:
+            timeout = housekeeping  # else a paused or capped account would never expire stale messages
+        if timeout is not None:
+            timeout = real_seconds(self._clock, timeout)  # a demo clock runs faster than real time
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=timeout)
 
@@ -478,7 +515,8 @@ class Scheduler:
                     if result.wait_until is not None and result.wait_until <= self._clock.now() + timedelta(
                         seconds=2
                     ):
-                        await asyncio.sleep(max(0.0, (result.wait_until - self._clock.now()).total_seconds()))
+                        wait_s = max(0.0, (result.wait_until - self._clock.now()).total_seconds())
+                        await asyncio.sleep(real_seconds(self._clock, wait_s))
                         continue
                     break
                 claimed += 1
@@ -487,6 +525,7 @@ class Scheduler:
     async def run_pass(self, account_id: int) -> PassResult:
         """One claim and (if something was claimed) one send, recorded."""
         account = await self._db.call(self._store.get_account, account_id)
+        await self._expire_stale(account)
         secret = await self._secret(account)
         if isinstance(secret, PassResult):
             return secret
@@ -506,6 +545,27 @@ class Scheduler:
             return await self._send(account, claimed, secret)
         finally:
             self._busy.discard(account_id)
+
+    async def _expire_stale(self, account: Account) -> None:
+        """Messages that waited in the queue longer than the account's `expire_after_days` become expired
+        (shown as such, audited), whatever holds the queue (caps, pauses, approval)."""
+        now = self._clock.now()
+        last = self._last_expiry.get(account.id)
+        if last is not None and last <= now < last + _EXPIRY_EVERY:
+            return
+        self._last_expiry[account.id] = now
+        max_age = timedelta(days=account.settings.guardrails.expire_after_days)
+        expired = await self._db.call(self._store.expire_stale, account.id, now=now, max_age=max_age)
+        for message in expired:
+            detail = f"queued since {message.created_at.isoformat()}, state was {message.state.value}"
+            await self._audit(account, AuditResult.EXPIRED, "expired", message, detail=detail)
+            self._publish(
+                SendEventKind.BLOCKED,
+                account.id,
+                outbox_id=message.id,
+                recipient=message.recipient,
+                detail="expired: " + detail,
+            )
 
     async def _secret(self, account: Account) -> str | PassResult | None:
         if account.id in self._secret_cache:
@@ -591,14 +651,20 @@ class Scheduler:
                 follow_up=follow_up,
                 transcript=transcript,
             )
-            if account.warmup_started_at is None:
-                await self._db.call(self._store.set_warmup_started, account.id, at=now)
-            if account.pace_factor < 1 or account.backoff_until is not None:
+            # the store starts the warm-up with the account's first send (same transaction as the ledger row)
+            if account.pace_factor < 1 or account.backoff_until is not None or account.consecutive_throttles:
                 pace = retry.after_clean_send(
-                    retry.PaceState(factor=account.pace_factor), config=self._options.pace_config
+                    retry.PaceState(
+                        factor=account.pace_factor, consecutive_throttles=account.consecutive_throttles
+                    ),
+                    config=self._options.pace_config,
                 )
                 await self._db.call(
-                    self._store.set_account_backoff, account.id, until=None, pace_factor=pace.factor
+                    self._store.set_account_backoff,
+                    account.id,
+                    until=None,
+                    pace_factor=pace.factor,
+                    consecutive_throttles=pace.consecutive_throttles,
                 )
             await self._audit(
                 account, AuditResult.SENT, "delivered", message, detail=f"message_id={message_id}"
@@ -625,7 +691,7 @@ class Scheduler:
             state = retry.after_throttle(
                 retry.PaceState(
                     factor=account.pace_factor,
-                    consecutive_throttles=1 if account.backoff_until is not None else 0,
+                    consecutive_throttles=account.consecutive_throttles,
                     backoff_until=account.backoff_until,
                 ),
                 now=now,
@@ -635,7 +701,11 @@ class Scheduler:
             )
             until = state.backoff_until or now
             await self._db.call(
-                self._store.set_account_backoff, account.id, until=until, pace_factor=state.factor
+                self._store.set_account_backoff,
+                account.id,
+                until=until,
+                pace_factor=state.factor,
+                consecutive_throttles=state.consecutive_throttles,
             )
             await self._db.call(
                 self._store.record_deferred,
@@ -646,7 +716,13 @@ class Scheduler:
                 error=server_words,
                 transcript=transcript,
             )
-            await self._audit(account, AuditResult.DEFERRED, "throttled", message, detail=server_words)
+            await self._audit(
+                account,
+                AuditResult.DEFERRED,
+                "throttled",
+                message,
+                detail=f"{server_words}; pace {state.factor:g}, backing off until {until.isoformat()}",
+            )
             self._publish(
                 SendEventKind.DEFERRED, account.id, outbox_id=message.id, detail=server_words, until=until
             )

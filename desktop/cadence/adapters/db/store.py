@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, TypeVar
@@ -166,6 +167,7 @@ def _account(row: Row_) -> Account:
         paused_until=m["paused_until"],
         backoff_until=m["backoff_until"],
         pace_factor=m["pace_factor"],
+        consecutive_throttles=m["consecutive_throttles"],
     )
 
 
@@ -259,6 +261,8 @@ _MESSAGE_COLUMNS = (
     t.messages.c.attempts,
     t.messages.c.message_id,
     t.messages.c.last_error,
+    t.messages.c.audited_defer_reason,
+    t.messages.c.audited_defer_until,
 )
 _MESSAGES_WITH_LEAD = t.messages.join(t.leads, t.leads.c.id == t.messages.c.lead_id)
 
@@ -284,6 +288,8 @@ def _message(row: Row_) -> OutboxMessage:
         attempts=m["attempts"],
         message_id=m["message_id"],
         last_error=m["last_error"],
+        audited_defer_reason=DeferReason(m["audited_defer_reason"]) if m["audited_defer_reason"] else None,
+        audited_defer_until=m["audited_defer_until"],
     )
 
 
@@ -465,7 +471,12 @@ class SqliteStore:
             return self._account(conn, account_id)
 
     def set_account_backoff(
-        self, account_id: int, *, until: datetime | None, pace_factor: float | None = None
+        self,
+        account_id: int,
+        *,
+        until: datetime | None,
+        pace_factor: float | None = None,
+        consecutive_throttles: int | None = None,
     ) -> Account:
         with self._db.write() as conn:
             values: dict[str, Any] = {"backoff_until": until}
@@ -473,6 +484,10 @@ class SqliteStore:
                 if not 0 < pace_factor <= 1:
                     raise ValueError(f"pace factor must be in (0, 1], not {pace_factor}")
                 values["pace_factor"] = pace_factor
+            if consecutive_throttles is not None:
+                if consecutive_throttles < 0:
+                    raise ValueError(f"consecutive throttles cannot be negative, not {consecutive_throttles}")
+                values["consecutive_throttles"] = consecutive_throttles
             self._update_account(conn, account_id, values)
             return self._account(conn, account_id)
 
@@ -995,6 +1010,7 @@ class SqliteStore:
                     now=now,
                     values={"last_error": "already sent under the same Message-ID"},
                 )
+            candidates = self._with_threads(conn, candidates)
             snapshot = self._snapshot(
                 conn, account_id, now=now, candidate_addresses=[c.message.recipient for c in candidates]
             )
@@ -1029,6 +1045,8 @@ class SqliteStore:
                     "mime": pick.mime,
                     "attempts": current.attempts + 1,
                     "defer_reason": None,
+                    "audited_defer_reason": None,
+                    "audited_defer_until": None,
                 },
             )
             claimed = self._message_by(conn, t.messages.c.id == current.id, "vanished")
@@ -1070,6 +1088,14 @@ class SqliteStore:
                 )
         if decision.audit:
             conn.execute(insert(t.audit_log), [_audit_values(entry) for entry in decision.audit])
+        for outbox_id, audited in decision.audited_deferrals:
+            if outbox_id not in by_id:
+                raise ValueError(f"decide audited a deferral of message {outbox_id}, not a candidate")
+            conn.execute(
+                update(t.messages)
+                .where(t.messages.c.id == outbox_id)
+                .values(audited_defer_reason=audited.reason.value, audited_defer_until=audited.not_before)
+            )
 
     def _snapshot(
         self, conn: Connection, account_id: int, *, now: datetime, candidate_addresses: Sequence[str]
@@ -1615,6 +1641,102 @@ class SqliteStore:
             value: datetime | None = conn.execute(query).scalar()
             return value
 
+    @staticmethod
+    def _with_threads(conn: Connection, candidates: list[SendCandidate]) -> list[SendCandidate]:
+        """Candidates of later steps, with the Message-IDs of their lead's earlier sent steps (oldest first),
+        so that a follow-up goes out in the same thread (In-Reply-To / References)."""
+        follow_ups = {c.message.lead_id for c in candidates if c.message.step_index > 1}
+        if not follow_ups:
+            return candidates
+        sent: dict[int, list[tuple[int, int, str]]] = {}
+        for chunk in _chunks(follow_ups, ID_CHUNK):
+            rows = conn.execute(
+                select(
+                    t.messages.c.lead_id,
+                    t.messages.c.campaign_id,
+                    t.messages.c.step_index,
+                    t.messages.c.message_id,
+                )
+                .where(
+                    t.messages.c.lead_id.in_(chunk),
+                    t.messages.c.state == MessageState.SENT.value,
+                    t.messages.c.message_id.is_not(None),
+                )
+                .order_by(t.messages.c.step_index)
+            )
+            for lead_id, campaign_id, step_index, message_id in rows:
+                sent.setdefault(lead_id, []).append((campaign_id, step_index, message_id))
+        threaded: list[SendCandidate] = []
+        for candidate in candidates:
+            message = candidate.message
+            earlier = tuple(
+                message_id
+                for campaign_id, step_index, message_id in sent.get(message.lead_id, ())
+                if campaign_id == message.campaign_id and step_index < message.step_index
+            )
+            threaded.append(replace(candidate, thread_message_ids=earlier) if earlier else candidate)
+        return threaded
+
+    def expire_stale(
+        self, account_id: int, *, now: datetime, max_age: timedelta
+    ) -> tuple[OutboxMessage, ...]:
+        """Move unsent messages (pending approval, approved, queued, deferred) that have waited longer than
+        `max_age` since they became due to `expired`; returns them as they were before. A first step is due
+        when created, a follow-up `delay_days` after it was created (when its previous step went out), and
+        no message before its lead's return date (an auto-reply's)."""
+        cutoff = now - max_age
+        expirable = [
+            MessageState.PENDING_APPROVAL.value,
+            MessageState.APPROVED.value,
+            MessageState.QUEUED.value,
+            MessageState.DEFERRED.value,
+        ]
+        query = (
+            select(
+                *_MESSAGE_COLUMNS,
+                t.campaign_steps.c.delay_days.label("step_delay_days"),
+                t.leads.c.resume_at.label("lead_resume_at"),
+            )
+            .select_from(
+                _MESSAGES_WITH_LEAD.outerjoin(
+                    t.campaign_steps,
+                    and_(
+                        t.campaign_steps.c.campaign_id == t.messages.c.campaign_id,
+                        t.campaign_steps.c.step_index == t.messages.c.step_index,
+                    ),
+                )
+            )
+            .where(
+                t.messages.c.account_id == account_id,
+                t.messages.c.state.in_(expirable),
+                t.messages.c.created_at < cutoff,
+            )
+        )
+        reason = f"waited in the queue longer than {max_age.total_seconds() / 86400:g} days"
+        with self._db.write() as conn:
+            stale: list[OutboxMessage] = []
+            for row in conn.execute(query):
+                message = _message(row)
+                delay = row._mapping["step_delay_days"] if message.step_index > 1 else None
+                due = message.created_at + timedelta(days=delay or 0)
+                resume_at = row._mapping["lead_resume_at"]
+                if resume_at is not None and resume_at > due:
+                    due = resume_at
+                if due < cutoff:
+                    stale.append(message)
+            if not stale:
+                return ()
+            moved = set(
+                self._move(
+                    conn,
+                    [m.id for m in stale],
+                    target=MessageState.EXPIRED,
+                    now=now,
+                    values={"last_error": reason},
+                ).changed
+            )
+            return tuple(m for m in stale if m.id in moved)
+
     def record_delivered_with_follow_up(
         self,
         message_id: str,
@@ -1656,6 +1778,12 @@ class SqliteStore:
             )
         )
         conn.execute(insert(t.idempotency_keys).values(message_id=current.message_id, created_at=at))
+        # the warm-up ramp counts its days from the account's first send
+        conn.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == current.account_id, t.accounts.c.warmup_started_at.is_(None))
+            .values(warmup_started_at=at)
+        )
         conn.execute(
             update(t.leads)
             .where(t.leads.c.id == current.lead_id, t.leads.c.status == LeadStatus.NEW.value)

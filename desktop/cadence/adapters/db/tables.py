@@ -94,6 +94,7 @@ accounts = Table(
     Column("sent_folder_kind", String(32), nullable=False),
     _created_at(),
     Column("auth_method", String(32), nullable=False, server_default="password"),  # revision 0003
+    Column("consecutive_throttles", Integer, nullable=False, server_default="0"),  # revision 0004
 )
 
 campaigns = Table(
@@ -159,6 +160,8 @@ messages = Table(
     Column("state_changed_at", UtcDateTime(), nullable=False),
     Column("last_error", Text),
     Column("smtp_transcript", Text),  # revision 0002
+    Column("audited_defer_reason", String(32)),  # revision 0004: the last pacing deferral audited
+    Column("audited_defer_until", UtcDateTime()),  # revision 0004
     UniqueConstraint("lead_id", "step_index"),  # no lead ever gets the same step twice
     Index("ix_messages_account_state_next", "account_id", "state", "next_attempt_at"),  # revision 0002
     Index("ix_messages_state", "state"),
