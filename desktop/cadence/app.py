@@ -9,22 +9,28 @@ import functools
 import gc
 import logging
 import logging.handlers
+import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from cadence import APP_NAME
 from cadence.adapters.smtp import SmtpMailer  # imported here: the scheduler makes mailers on the event loop
-from cadence.core.model import Account, ConnectionSecurity
+from cadence.core.model import Account, AccountSettings, ConnectionSecurity
+from cadence.core.oauth import OAuthClientConfig, OAuthProvider, provider_for_method, resolve_client_config
 from cadence.core.ports import (
+    AccountSecretStore,
+    Clock,
     MailboxConnector,
     Mailer,
     RuntimeApi,
     SecretStore,
     SecretStoreError,
     StorageError,
+    SystemClock,
 )
 from cadence.paths import data_dir, database_path
 
@@ -35,6 +41,7 @@ LOG_FILENAME = "cadence.log"
 if TYPE_CHECKING:  # these import SQLAlchemy / keyring
     from cadence.adapters.db.engine import Database
     from cadence.adapters.db.store import SqliteStore
+    from cadence.adapters.oauth import OAuthTokenSource, SignInResult, TokenEndpoint
     from cadence.adapters.secrets import KeyringSecretStore, SecretRedactingFilter
     from cadence.services.accounts import AccountSetupFactory
 
@@ -124,6 +131,25 @@ def open_store(directory_override: Path | None) -> Opened:
     return Opened(directory=directory, database=database, store=SqliteStore(database))
 
 
+def scrub_freed_space(database: Database, *, attempts: int = 20) -> None:
+    """After an erasure: rebuild the file from live rows only (VACUUM) and fold the write-ahead log into it,
+    truncating the log, so deleted rows survive neither in free pages nor in old log frames. Runs on the
+    store's worker thread; a long-running reader can hold the log open, so the fold is retried briefly."""
+    import time
+
+    connection = database.engine.raw_connection()
+    try:
+        connection.execute("VACUUM")
+        for _ in range(attempts):
+            busy, _log_frames, _folded = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.05)
+        log.warning("the database log could not be emptied after an erasure; it is retried at the next one")
+    finally:
+        connection.close()
+
+
 def make_secret_store(redaction: SecretRedactingFilter | None = None) -> KeyringSecretStore:
     from cadence.adapters.secrets import KeyringSecretStore
 
@@ -133,9 +159,62 @@ def make_secret_store(redaction: SecretRedactingFilter | None = None) -> Keyring
 _SMTP_SECURITY = {ConnectionSecurity.TLS: "tls", ConnectionSecurity.STARTTLS: "starttls"}
 
 
-def smtp_mailer_for(account: Account, secret: str | None) -> Mailer:
-    """The account's SMTP connection (SmtpMailer). Raises ValueError for settings it cannot use."""
+@dataclass
+class OAuthWiring:
+    """OAuth for the running app: the client id from the environment (CADENCE_MS_CLIENT_ID, or
+    CADENCE_GOOGLE_CLIENT_ID + CADENCE_GOOGLE_CLIENT_SECRET), the browser sign-in, and one access-token source
+    per account, shared by its SMTP mailer and IMAP connector so one refresh serves both. The refresh token
+    is read from and written to the keyring only."""
+
+    secrets: AccountSecretStore
+    clock: Clock = field(default_factory=SystemClock)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    redaction: SecretRedactingFilter | None = None
+    endpoint: TokenEndpoint | None = None  # an extra CA for the token endpoint (tests, TLS proxies)
+    token_url: str | None = None  # overrides the provider's token endpoint (tests, a single tenant)
+    _sources: dict[tuple[str, OAuthProvider], OAuthTokenSource] = field(default_factory=dict, repr=False)
+
+    def client_config(self, provider: OAuthProvider) -> OAuthClientConfig:
+        """Raises OAuthError(NOT_CONFIGURED) naming the setting when no client id is known."""
+        return resolve_client_config(provider, environ=self.environ, token_url=self.token_url)
+
+    async def browser_sign_in(self, provider: OAuthProvider, email: str) -> SignInResult:
+        from cadence.adapters.oauth import sign_in
+
+        return await sign_in(self.client_config(provider), login_hint=email, clock=self.clock)
+
+    def token_source(self, settings: AccountSettings) -> OAuthTokenSource:
+        from cadence.adapters.oauth import OAuthTokenSource
+
+        provider = provider_for_method(settings.auth_method)
+        if provider is None:
+            raise ValueError(f"{settings.email} signs in with a password, not OAuth")
+        key = (settings.email.lower(), provider)
+        source = self._sources.get(key)
+        if source is None:
+            source = OAuthTokenSource(
+                account=settings.email,
+                config=self.client_config(provider),
+                secrets=self.secrets,
+                clock=self.clock,
+                endpoint=self.endpoint,
+                redaction=self.redaction,
+            )
+            self._sources[key] = source
+        return source
+
+
+def smtp_mailer_for(account: Account, secret: str | None, *, oauth: OAuthWiring | None = None) -> Mailer:
+    """The account's SMTP connection: XOAUTH2 with a refreshing token for an OAuth account, else the
+    password. Raises ValueError (or OAuthError) for settings it cannot use; the scheduler pauses with it."""
     settings = account.settings
+    if provider_for_method(settings.auth_method) is not None:
+        if oauth is None:
+            raise ValueError(f"{settings.email} signs in with OAuth, which this session cannot do")
+        from cadence.adapters.oauth import RefreshingMailer
+
+        source = oauth.token_source(settings)
+        return RefreshingMailer(SmtpMailer.from_settings(settings, token_provider=source), source=source)
     security = _SMTP_SECURITY.get(settings.smtp_security, "none")
     return SmtpMailer(
         host=settings.smtp_host,
@@ -147,30 +226,39 @@ def smtp_mailer_for(account: Account, secret: str | None) -> Mailer:
     )
 
 
-def imap_connector_for(account: Account, secrets: SecretStore) -> MailboxConnector:
+def imap_connector_for(
+    account: Account, secrets: SecretStore, *, oauth: OAuthWiring | None = None
+) -> MailboxConnector:
+    """The account's IMAP connections: XOAUTH2 (token renewed once when refused) or the stored password."""
     from cadence.adapters.imap import ImapAccount, ImapConnector
 
     settings = account.settings
+    oauth_account = provider_for_method(settings.auth_method) is not None
+    imap_account = ImapAccount(
+        host=settings.imap_host,
+        username=settings.email,
+        port=settings.imap_port,
+        ca_file=settings.ca_file,
+        oauth2=oauth_account,
+    )
+    if oauth_account:
+        if oauth is None:
+            raise ValueError(f"{settings.email} signs in with OAuth, which this session cannot do")
+        from cadence.adapters.oauth import RefreshingImapConnector
+
+        return RefreshingImapConnector(imap_account, source=oauth.token_source(settings))
 
     async def secret() -> str | None:
         return await secrets.get(settings.email)
 
-    return ImapConnector(
-        ImapAccount(
-            host=settings.imap_host,
-            username=settings.email,
-            port=settings.imap_port,
-            ca_file=settings.ca_file,
-        ),
-        secret=secret,
-    )
+    return ImapConnector(imap_account, secret=secret)
 
 
 def account_setup_factory(
-    secrets: KeyringSecretStore, redaction: SecretRedactingFilter | None
+    secrets: KeyringSecretStore, redaction: SecretRedactingFilter | None, *, oauth: OAuthWiring | None = None
 ) -> AccountSetupFactory:
-    """Proposals (DNS MX), the step-by-step connection test and the domain checks over the real network.
-    OAuth browser sign-in is not wired here yet (the service then says it is unavailable)."""
+    """Proposals (DNS MX), the step-by-step connection test, the domain checks over the real network, and
+    (with `oauth`) the browser sign-in plus XOAUTH2 tokens for testing an OAuth account's connection."""
     from cadence.adapters.connection_probe import NetworkProbe
     from cadence.adapters.dns import DnsResolver
     from cadence.services.accounts import AccountSetupService
@@ -182,6 +270,8 @@ def account_setup_factory(
         mx_hosts=resolver.mx_hosts,
         probe=NetworkProbe(),
         domain_health_lookup=resolver.sending_domain_health,
+        sign_in=oauth.browser_sign_in if oauth is not None else None,
+        token_source=oauth.token_source if oauth is not None else None,
         redact=redaction.add if redaction is not None else None,
     )
 
@@ -210,15 +300,17 @@ def run_gui(args: argparse.Namespace) -> int:
     from cadence.services.runtime import Runtime
 
     secrets = make_secret_store(redaction)
+    oauth = OAuthWiring(secrets=secrets, redaction=redaction)
 
     async def factory() -> RuntimeApi:
         runtime = Runtime(
             store=opened.store,
             secrets=secrets,
-            mailer_factory=smtp_mailer_for,
-            connector_factory=lambda account: imap_connector_for(account, secrets),
+            mailer_factory=functools.partial(smtp_mailer_for, oauth=oauth),
+            connector_factory=functools.partial(imap_connector_for, secrets=secrets, oauth=oauth),
             on_close=opened.close,
-            account_setup=account_setup_factory(secrets, redaction),
+            account_setup=account_setup_factory(secrets, redaction, oauth=oauth),
+            scrub_after_erasure=functools.partial(scrub_freed_space, opened.database),
         )
         await runtime.start()
         settle_heap()

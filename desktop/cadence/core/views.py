@@ -185,6 +185,25 @@ class DeferredMessage:
     attempts: int = 1
 
 
+IN_DOUBT_WHY = (
+    "The connection dropped after the message was handed over, so the server may or may not have taken "
+    "it. Cadence never sends it again by itself."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubtView:
+    """A message that may or may not have gone out; the user settles it (it arrived / send it again)."""
+
+    id: int
+    recipient: str
+    subject: str
+    message_id: str  # the RFC 5322 Message-ID: a resend keeps it, so a copy the server did take is dropped
+    since: datetime
+    account_email: str
+    why: str = IN_DOUBT_WHY
+
+
 @dataclass(frozen=True, slots=True)
 class DailyCounts:
     day: date

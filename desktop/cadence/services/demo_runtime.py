@@ -365,6 +365,7 @@ class DemoRuntime:
             clock=self._clock,
         )
         self._account_removed = False
+        self._in_doubt: list[v.InDoubtView] = self._make_in_doubt(now)
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -840,6 +841,44 @@ class DemoRuntime:
             raise UserFacingError(f"{value} is not on the suppression list.")
         self._log(v.ActivityKind.AUDIT, f"Removed {value} from the suppression list")
         self.emit(v.SuppressionsChanged())
+
+    # --- messages in doubt -----------------------------------------------------------------------------
+
+    def _make_in_doubt(self, now: datetime) -> list[v.InDoubtView]:
+        return [
+            v.InDoubtView(
+                id=900_001,
+                recipient="jonas.weber@kestrel-logistics.example",
+                subject="Quick question about your Q1 freight reporting",
+                message_id="<demo-1a2b3c@fieldnote-analytics.example>",
+                since=now - timedelta(hours=2, minutes=14),
+                account_email=_SENDER,
+            ),
+            v.InDoubtView(
+                id=900_002,
+                recipient="amara.okafor@brightline-health.example",
+                subject="Following up: dashboards for clinic managers",
+                message_id="<demo-4d5e6f@fieldnote-analytics.example>",
+                since=now - timedelta(minutes=41),
+                account_email=_SENDER,
+            ),
+        ]
+
+    async def list_in_doubt(self) -> list[v.InDoubtView]:
+        await self._io()
+        return list(self._in_doubt)
+
+    async def settle_in_doubt(self, message_id: int, *, sent: bool) -> None:
+        await self._io()
+        found = next((m for m in self._in_doubt if m.id == message_id), None)
+        if found is None:
+            raise UserFacingError("That message is no longer in doubt.")
+        self.calls.append("settle_in_doubt:sent" if sent else "settle_in_doubt:resend")
+        self._in_doubt.remove(found)
+        what = "marked as sent" if sent else "queued again with the same Message-ID"
+        self._log(v.ActivityKind.AUDIT, f"In doubt: the message to {found.recipient} was {what}")
+        self.emit(v.DeliverabilityChanged())
+        self._emit_status()
 
     async def forget_person(self, address: str) -> None:
         await self._io()

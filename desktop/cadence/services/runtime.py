@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import cast
 
 from cadence.core import views as v
 from cadence.core.classify import classify
@@ -28,17 +30,20 @@ from cadence.core.model import (
     LeadStatus,
     LedgerKind,
     MessageState,
+    OutboxMessage,
     SendOutcome,
     Step,
     SuppressionReason,
 )
-from cadence.core.oauth import OAuthProvider
+from cadence.core.oauth import OAuthProvider, provider_for_method
 from cadence.core.pacing import capacity_report, check_guardrails, warmup_cap
 from cadence.core.ports import (
+    AccountSecretStore,
     Clock,
     MailboxConnector,
     RecordNotFound,
     RuntimeListener,
+    SecretKind,
     SecretStore,
     SecretStoreError,
     Store,
@@ -52,7 +57,7 @@ from cadence.services.dbworker import DbWorker
 from cadence.services.events import EventBus, SendEvent, SendEventKind
 from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
-from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step
+from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step, follow_up_draft
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +131,7 @@ class Runtime:
         on_close: Callable[[], None] | None = None,
         rng: random.Random | None = None,
         account_setup: AccountSetupFactory | None = None,
+        scrub_after_erasure: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._secrets = secrets
@@ -133,6 +139,7 @@ class Runtime:
         self._connector_factory = connector_factory
         self._clock: Clock = clock or SystemClock()
         self._on_close = on_close
+        self._scrub_after_erasure = scrub_after_erasure  # app.scrub_freed_space: no bytes left behind
         self._db = DbWorker()
         self._events: EventBus[v.RuntimeEvent] = EventBus()
         self.send_events: EventBus[SendEvent] = EventBus()
@@ -163,10 +170,32 @@ class Runtime:
 
     async def start(self) -> None:
         await self.scheduler.start()
-        if self._connector_factory is not None:
-            for account in await self._db.call(self._store.list_accounts):
-                if account.settings.imap_host:
-                    await self.watcher.start(account.id, self._connector_factory(account))
+        for account in await self._db.call(self._store.list_accounts):
+            await self._watch(account)
+
+    async def _watch(self, account: Account) -> None:
+        """(Re)start reading the account's inbox. Settings the connector cannot use (an OAuth client that is
+        not configured, say) are reported in the activity log instead of stopping the app."""
+        if self._connector_factory is None or not account.settings.imap_host:
+            return
+        try:
+            connector = self._connector_factory(account)
+        except Exception as exc:
+            log.warning("account %d: the inbox cannot be read: %s", account.id, exc)
+            self._activity_seq += 1
+            self._emit(
+                v.ActivityAdded(
+                    v.ActivityEntry(
+                        id=self._activity_seq,
+                        at=self._clock.now(),
+                        kind=v.ActivityKind.IMAP,
+                        summary=f"The inbox of {account.email} cannot be read: {exc}",
+                        severity=v.Severity.ERROR,
+                    )
+                )
+            )
+            return
+        await self.watcher.start(account.id, connector)
 
     def subscribe(self, listener: RuntimeListener) -> Callable[[], None]:
         return self._events.subscribe(listener)
@@ -733,6 +762,81 @@ class Runtime:
         if ids:
             await self._db.call(build)
 
+    # --- messages in doubt ----------------------------------------------------------------------------------
+
+    async def list_in_doubt(self) -> list[v.InDoubtView]:
+        return await self._db.call(self._in_doubt_sync)
+
+    def _in_doubt_sync(self) -> list[v.InDoubtView]:
+        found: list[v.InDoubtView] = []
+        for account in self._store.list_accounts():
+            rows = sorted(self._store.list_in_doubt(account.id), key=lambda m: (m.state_changed_at, m.id))
+            if self._sending_now(account.id) and rows:
+                rows = rows[:-1]  # the newest is the one being handed over right now
+            found.extend(
+                v.InDoubtView(
+                    id=m.id,
+                    recipient=m.recipient,
+                    subject=m.subject,
+                    message_id=m.message_id or "",
+                    since=m.state_changed_at,
+                    account_email=account.email,
+                )
+                for m in rows
+            )
+        return sorted(found, key=lambda view: (view.since, view.id))
+
+    def _sending_now(self, account_id: int) -> bool:
+        # TODO(scheduler): a public Scheduler.is_sending(account_id) would replace this peek
+        return account_id in self.scheduler._busy
+
+    async def settle_in_doubt(self, message_id: int, *, sent: bool) -> None:
+        message = await self._db.call(self._settle_sync, message_id, sent)
+        if not sent:
+            self.scheduler.wake(message.account_id)
+        self._emit(v.DeliverabilityChanged())
+        self._emit(v.CampaignsChanged(message.campaign_id))
+        self._emit(v.StatusChanged(await self.status()))
+
+    def _settle_sync(self, message_id: int, sent: bool) -> OutboxMessage:
+        try:
+            message = self._store.get_message(message_id)
+        except RecordNotFound:
+            raise UserFacingError("That message no longer exists.") from None
+        if message.state is not MessageState.SENDING or message.message_id is None:
+            raise UserFacingError(f"The message to {message.recipient} is no longer in doubt.")
+        if self._sending_now(message.account_id):
+            raise UserFacingError(
+                f"{message.recipient}: this account is sending a message right now; try again in a moment."
+            )
+        now = self._clock.now()
+        if sent:
+            guardrails = self._store.get_account(message.account_id).settings.guardrails
+            self._store.record_delivered_with_follow_up(
+                message.message_id,
+                at=now,
+                follow_up=functools.partial(follow_up_draft, guardrails=guardrails),
+            )
+            result, reason = AuditResult.SENT, "in doubt: the user says it arrived"
+        else:
+            self._store.requeue_in_doubt(message.message_id, at=now)
+            result, reason = AuditResult.APPROVED, "in doubt: the user asked to send it again"
+        self._store.append_audit(
+            [
+                AuditEntry(
+                    at=now,
+                    result=result,
+                    account_id=message.account_id,
+                    lead_id=message.lead_id,
+                    recipient=message.recipient,
+                    subject=message.subject,
+                    reason=reason,
+                    detail=f"message_id={message.message_id}",
+                )
+            ]
+        )
+        return message
+
     # --- suppression ------------------------------------------------------------------------------------
 
     async def list_suppressions(self, query: str, offset: int, limit: int) -> list[v.SuppressionEntry]:
@@ -807,17 +911,32 @@ class Runtime:
         self._emit(v.SuppressionsChanged())
 
     async def forget_person(self, address: str) -> None:
-        now = self._clock.now()
+        """GDPR erasure (store.erase_person): leads, messages and evidence go, ledger and audit rows are
+        anonymised, and only a salted hash stays on the suppression list."""
+        key = address.strip().lower()
+        if "@" not in key or key.startswith("@"):
+            raise UserFacingError(f"{address!r} is not a person's email address.")
         try:
-            await self._db.call(
-                self._store.stop_address, address, status=LeadStatus.SUPPRESSED, now=now, reason="erased"
-            )
-            await self._db.call(
-                self._store.add_suppression, address, reason=SuppressionReason.ERASED, now=now
-            )
+            outcome = await self._db.call(self._store.erase_person, key, now=self._clock.now())
         except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+            raise UserFacingError(f"{address} was not erased: {exc}") from exc
+        log.info(
+            "erased a person: %d lead(s), %d message(s) removed",
+            outcome.leads_removed,
+            outcome.messages_removed,
+        )
         self._emit(v.SuppressionsChanged())
+        self._emit(v.CampaignsChanged())
+        self._emit(v.QueueChanged(await self.count_pending()))
+        if self._scrub_after_erasure is not None:
+            try:
+                await self._db.call(self._scrub_after_erasure)
+            except Exception as exc:  # the erasure itself is committed; only the wipe of free space failed
+                log.warning("the space freed by an erasure could not be wiped: %s", exc)
+                raise UserFacingError(
+                    f"{address} was erased, but the database file could not be compacted ({exc}); "
+                    "old copies may stay in its free space until the next erasure."
+                ) from exc
 
     # --- activity -----------------------------------------------------------------------------------------
 
@@ -898,7 +1017,21 @@ class Runtime:
             guardrails=s.guardrails,
             account_id=account.id,
             has_password=await self._has_password(s.email),
+            provider_key=s.provider_key,
+            auth_method=s.auth_method,
+            ca_file=s.ca_file,
+            has_oauth_sign_in=await self._has_oauth_sign_in(s),
         )
+
+    async def _has_oauth_sign_in(self, settings: AccountSettings) -> bool:
+        if provider_for_method(settings.auth_method) is None:
+            return False
+        # OAuth accounts exist only with a keyring that keeps several kinds of secret (app.py wires one)
+        secrets = cast(AccountSecretStore, self._secrets)
+        try:
+            return bool(await secrets.get(settings.email, kind=SecretKind.OAUTH_REFRESH_TOKEN))
+        except SecretStoreError:
+            return False
 
     async def save_account_settings(self, settings: v.AccountSettings, *, password: str | None = None) -> int:
         email = settings.email.strip().lower()
@@ -920,6 +1053,9 @@ class Runtime:
             else ConnectionSecurity.STARTTLS,
             imap_host=settings.imap_host.strip(),
             imap_port=settings.imap_port,
+            ca_file=(settings.ca_file or "").strip() or None,
+            provider_key=settings.provider_key,
+            auth_method=settings.auth_method,
             guardrails=replace(
                 settings.guardrails, provider_host=settings.guardrails.provider_host or settings.smtp_host
             ),
@@ -941,7 +1077,8 @@ class Runtime:
                 raise UserFacingError("That account no longer exists.") from None
             model_settings = replace(
                 model_settings,
-                ca_file=current.settings.ca_file,
+                # None: a caller that does not know the CA file keeps it; "" clears it
+                ca_file=model_settings.ca_file if settings.ca_file is not None else current.settings.ca_file,
                 sent_folder_kind=current.settings.sent_folder_kind,
             )
             account = await self._db.call(
@@ -949,8 +1086,7 @@ class Runtime:
             )
         await self.scheduler.forget_account(account.id)
         self.scheduler.ensure_account(account.id)
-        if self._connector_factory is not None and account.settings.imap_host:
-            await self.watcher.start(account.id, self._connector_factory(account))
+        await self._watch(account)
         self._emit(v.StatusChanged(await self.status()))
         return account.id
 
@@ -978,6 +1114,8 @@ class Runtime:
         for account in await self._db.call(self._store.list_accounts):
             if account.email == email.strip().lower():
                 await self.scheduler.forget_account(account.id)
+                self.scheduler.ensure_account(account.id)
+                await self._watch(account)
 
     async def remove_account(self, account_id: int) -> None:
         await self.scheduler.remove_account(account_id)

@@ -86,6 +86,7 @@ class MailboxPage(QWidget):
         self.original = settings
         self.provider_key = settings.provider_key
         self.auth_method = settings.auth_method
+        self.signed_in = settings.has_oauth_sign_in  # the keyring holds a refresh token for this account
         self.proposal: v.AccountProposal | None = None
         self._proposed_for = settings.email.strip().lower()
         self._proposal_seq = 0
@@ -273,17 +274,25 @@ class MailboxPage(QWidget):
         self.form.setRowVisible(self._sign_in_row, provider is not None or oauth)
         if provider is not None:
             name = _PROVIDER_NAMES[provider]
-            self.sign_in_button.setText(f"Sign in again with {name}" if oauth else f"Sign in with {name}")
+            again = oauth and self.signed_in
+            self.sign_in_button.setText(f"Sign in again with {name}" if again else f"Sign in with {name}")
         self.use_password_button.setVisible(oauth)
         self.password.setEnabled(not oauth)
         if oauth:
             self.password.clear()
             self.password.setPlaceholderText("not needed: you signed in through the browser")
-            self.sign_in_state.setText(
-                f"✔ Signed in with {_PROVIDER_NAMES[_METHOD_PROVIDERS[self.auth_method]]}; "
-                "the sign-in is kept in your keyring."
-            )
-            _colored(self.sign_in_state, Level.OK)
+            method_name = _PROVIDER_NAMES[_METHOD_PROVIDERS[self.auth_method]]
+            if self.signed_in:
+                self.sign_in_state.setText(
+                    f"✔ Signed in with {method_name}; the sign-in is kept in your keyring."
+                )
+                _colored(self.sign_in_state, Level.OK)
+            else:
+                self.sign_in_state.setText(
+                    f"⚠ Not signed in: the keyring has no {method_name} sign-in for this account, so "
+                    f"nothing can be sent. Use “Sign in with {method_name}”."
+                )
+                _colored(self.sign_in_state, Level.WARN)
         else:
             self.sign_in_state.setText("")
             if self.proposal is not None and not self.proposal.password_accepted:
@@ -315,6 +324,7 @@ class MailboxPage(QWidget):
             self._sign_in_task = None
             self.sign_in_button.setEnabled(True)
             self.auth_method = _OAUTH_METHODS[provider]
+            self.signed_in = True
             self._show_auth()
 
         def failed(error: BaseException) -> None:

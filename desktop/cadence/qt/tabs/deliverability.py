@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from cadence.core import views as v
 from cadence.qt import fmt
 from cadence.qt.context import WindowContext
+from cadence.qt.tabs.in_doubt import InDoubtPanel
 from cadence.qt.theme import Level, level_color
 from cadence.qt.widgets.cap_bar import CapBar
 from cadence.qt.widgets.common import heading, muted, setup_table
@@ -163,6 +164,7 @@ class DeliverabilityTab(QWidget):
         self.pause_banner = PauseBanner()
         self.pause_banner.hide()
         self.pause_banner.resume_requested.connect(self.request_resume)
+        self.in_doubt = InDoubtPanel(ctx)
 
         self.gauge_24h = BounceGauge("Bounces, last 24 h")
         self.gauge_7d = BounceGauge("Bounces, last 7 days")
@@ -242,6 +244,7 @@ class DeliverabilityTab(QWidget):
         self.account_label = muted(wrap=False)
         layout.addWidget(self.account_label)
         layout.addWidget(self.pause_banner)
+        layout.addWidget(self.in_doubt)
         layout.addLayout(top)
         layout.addLayout(bottom, 1)
         scroll = QScrollArea()
@@ -259,6 +262,7 @@ class DeliverabilityTab(QWidget):
 
     def load(self) -> None:
         self.ctx.runner.run(self.ctx.runtime.deliverability(), on_success=self.set_view)
+        self.in_doubt.load()
 
     def set_view(self, view: v.DeliverabilityView) -> None:
         self.view = view
