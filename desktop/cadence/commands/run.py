@@ -9,11 +9,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from datetime import UTC, datetime
 
-from cadence.app import imap_connector_for, make_secret_store, settle_heap, setup_logging, smtp_mailer_for
+from cadence.app import (
+    OAuthWiring,
+    imap_connector_for,
+    make_secret_store,
+    settle_heap,
+    setup_logging,
+    smtp_mailer_for,
+)
 from cadence.cli import ArgumentError
 from cadence.commands._headless import CommandFailed, opened, report
 from cadence.core.classify import classify
@@ -86,11 +94,16 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
     with opened(args, verbose=args.verbose) as handle:
         redaction = setup_logging(handle.directory, verbose=args.verbose)
         secrets = make_secret_store(redaction)
+        oauth = OAuthWiring(secrets=secrets, redaction=redaction)
         db = DbWorker()
         bus: EventBus[SendEvent] = EventBus()
         bus.subscribe(_log_send)
         scheduler = Scheduler(
-            store=handle.store, db=db, secrets=secrets, mailer_factory=smtp_mailer_for, events=bus
+            store=handle.store,
+            db=db,
+            secrets=secrets,
+            mailer_factory=functools.partial(smtp_mailer_for, oauth=oauth),
+            events=bus,
         )
         watcher = InboxWatcher(
             sink=InboxEffects(handle.store, events=bus),
@@ -107,7 +120,7 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
             if not args.no_inbox and not args.once:
                 for account in accounts:
                     if account.settings.imap_host:
-                        await watcher.start(account.id, imap_connector_for(account, secrets))
+                        await watcher.start(account.id, imap_connector_for(account, secrets, oauth=oauth))
             settle_heap()
             in_doubt = await scheduler.report_in_doubt()
             if in_doubt:
