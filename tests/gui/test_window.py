@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
+from cadence.core import views as v
 from cadence.core.model import SuppressionReason
 from cadence.core.ports import UserFacingError
 from cadence.core.views import ActivityKind
@@ -226,3 +228,18 @@ def test_switching_to_a_dark_palette_recolours_the_semantic_colours(qtbot: Any, 
         assert window.queue.colors.warn.name() == level_color(Level.WARN, dark).name()
     finally:
         app.setPalette(original)
+
+
+def test_a_send_event_redraws_the_status_bar_without_a_status_event(qtbot: Any, make_window: Any) -> None:
+    class SendingRuntime(DemoRuntime):
+        sent = 14
+
+        async def status(self) -> v.StatusView:
+            return replace(await super().status(), sent_today=self.sent)
+
+    runtime = SendingRuntime()
+    window = make_window(runtime)
+    qtbot.waitUntil(lambda: "Today 14 / " in window.status_panel.text())
+    runtime.sent = 15
+    runtime.emit(v.DeliverabilityChanged())  # what a send, a bounce or a pause publishes
+    qtbot.waitUntil(lambda: "Today 15 / " in window.status_panel.text(), timeout=3000)

@@ -114,6 +114,10 @@ class MainWindow(QMainWindow):
         self.queue.pending_changed.connect(self._set_queue_badge)
         self.campaigns.new_button.clicked.connect(self.open_new_campaign)
         self.bridge.status_changed.connect(self.set_status)
+        # Sends, bounces and pauses change today's count and the bounce rate: redraw the status bar with the
+        # dashboards (batched), not only on the periodic refresh.
+        self.batcher.register("status", self.refresh_status)
+        self.bridge.deliverability_changed.connect(lambda: self.batcher.mark("status"))
         self.bridge.notice.connect(self._notice)
         self.bridge.attach(runtime)
         self.ctx.messages.connect_sink(self._message)
