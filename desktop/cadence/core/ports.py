@@ -145,6 +145,15 @@ class StorageError(Exception):
         self.kind = kind
 
 
+@dataclass(frozen=True, slots=True)
+class CampaignCounts:
+    """One campaign's tallies, counted by the database (Store.count_by_campaign)."""
+
+    messages: Mapping[model.MessageState, int]
+    leads: Mapping[model.LeadStatus, int]
+    latest_due: Mapping[model.MessageState, datetime]  # the latest next_attempt_at of each state's messages
+
+
 class RecordNotFound(LookupError):
     """An id or Message-ID the caller named does not exist."""
 
@@ -207,12 +216,15 @@ class Store(Protocol):
         offset: int = 0,
     ) -> tuple[model.CampaignLead, ...]: ...
     def count_leads(self, campaign_id: int) -> dict[model.LeadStatus, int]: ...
+    def lead_ids_by_email(self, campaign_id: int) -> dict[str, int]: ...
+    def count_by_campaign(self) -> dict[int, CampaignCounts]: ...
     def stop_address(
         self, address: str, *, status: model.LeadStatus, now: datetime, reason: str
     ) -> tuple[int, ...]: ...
 
     # outbox
     def create_drafts(self, drafts: Sequence[model.NewDraft], *, now: datetime) -> tuple[int | None, ...]: ...
+    def create_drafts_bulk(self, drafts: Sequence[model.NewDraft], *, now: datetime) -> int: ...
     def get_message(self, outbox_id: int) -> model.OutboxMessage: ...
     def get_mime(self, message_id: str) -> bytes | None: ...
     def list_messages(

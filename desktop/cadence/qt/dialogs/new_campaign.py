@@ -4,6 +4,8 @@ Create."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -32,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from cadence.core import views as v
 from cadence.core.model import Lead, Step
+from cadence.core.ports import ImportProgress, ProgressiveCampaignCreator
 from cadence.qt import csvio, fmt
 from cadence.qt.context import WindowContext
 from cadence.qt.models.simple import RecordsModel
@@ -87,13 +91,19 @@ def lead_from_record(record: Mapping[str, str]) -> Lead:
 class NewCampaignDialog(QDialog):
     created = Signal(int)
     preview_ready = Signal()  # the import preview arrived (tests and screenshots wait on it)
+    import_stopped = Signal()  # the user stopped reading the file or saving the campaign
 
     def __init__(self, ctx: WindowContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.setWindowTitle("New campaign")
         self.csv_bytes = b""
+        self.csv_name = ""
         self.import_preview: v.ImportPreview | None = None
+        self._preview_task: asyncio.Task[v.ImportPreview] | None = None
+        self._preview_generation = 0
+        self._create_task: asyncio.Task[int] | None = None
+        self._stop_flag: threading.Event | None = None
         self.mapping: dict[str, str] = {}
         self.steps: list[Step] = [DEFAULT_STEP]
         self.accounts: list[v.AccountView] = []
@@ -117,6 +127,18 @@ class NewCampaignDialog(QDialog):
         self.next_button.clicked.connect(lambda: self.tabs.setCurrentIndex(self.tabs.currentIndex() + 1))
         self.create_button.clicked.connect(self.create_campaign)
         self.cancel_button.clicked.connect(self.reject)
+        self.progress_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setAccessibleName("Import progress")
+        self.stop_button = QPushButton("&Stop import")
+        self.stop_button.clicked.connect(self.stop_import)
+        self.progress_row = QWidget()
+        progress_layout = QHBoxLayout(self.progress_row)
+        progress_layout.setContentsMargins(0, 0, 0, 0)
+        progress_layout.addWidget(self.progress_label)
+        progress_layout.addWidget(self.progress_bar, 1)
+        progress_layout.addWidget(self.stop_button)
+        self.progress_row.hide()
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
@@ -126,6 +148,7 @@ class NewCampaignDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error)
+        layout.addWidget(self.progress_row)
         layout.addLayout(buttons)
         em = self.fontMetrics().height()
         self.resize(int(em * 68), int(em * 44))
@@ -210,11 +233,14 @@ class NewCampaignDialog(QDialog):
 
     def load_file(self, path: Path) -> None:
         self.ctx.runner.run(
-            csvio.read_bytes(path), on_success=lambda data: self.load_csv_bytes(data, name=path.name)
+            csvio.read_bytes(path),
+            on_success=lambda data: self.load_csv_bytes(data, name=path.name),
+            on_error=lambda exc: self.show_error(f"{path.name} cannot be read: {exc}"),
         )
 
     def load_csv_bytes(self, data: bytes, *, name: str = "leads.csv") -> None:
         self.csv_bytes = data
+        self.csv_name = name
         self.file_label.setText(f"{name} · {len(data):,} bytes")
         if not self.name.text():
             self.name.setText(Path(name).stem.replace("_", " ").replace("-", " ").strip().capitalize())
@@ -222,11 +248,89 @@ class NewCampaignDialog(QDialog):
         self._request_preview(None)
 
     def _request_preview(self, mapping: Mapping[str, str] | None) -> None:
-        self.ctx.runner.run(
+        if self._preview_task is not None:
+            self._preview_task.cancel()  # a newer mapping replaces it; its result would be stale
+        self._show_progress(f"Reading {self.csv_name or 'the file'}…", done=0, total=0, can_stop=True)
+        self._preview_generation += 1
+        generation = self._preview_generation
+        self._preview_task = self.ctx.runner.run(
             self.ctx.runtime.import_leads_preview(self.csv_bytes, mapping=mapping),
-            on_success=self._set_import,
-            on_error=lambda exc: self.show_error(str(exc)),
+            on_success=lambda preview: self._preview_arrived(preview, generation),
+            on_error=lambda exc: self._preview_failed(exc, generation),
         )
+
+    def _preview_arrived(self, preview: v.ImportPreview, generation: int) -> None:
+        if generation != self._preview_generation:
+            return  # finished just as a newer request replaced it
+        self._preview_task = None
+        self._hide_progress()
+        self._set_import(preview)
+
+    def _preview_failed(self, exc: BaseException, generation: int) -> None:
+        if generation != self._preview_generation:
+            return
+        self._preview_task = None
+        self._hide_progress()
+        self.show_error(str(exc))
+
+    # --- progress and stopping --------------------------------------------------------------------------
+
+    def is_importing(self) -> bool:
+        return self._preview_task is not None or self._create_task is not None
+
+    def _show_progress(self, text: str, *, done: int, total: int, can_stop: bool) -> None:
+        self.progress_label.setText(text)
+        self.progress_bar.setRange(0, total)  # 0..0: busy, no known end yet
+        self.progress_bar.setValue(done)
+        self.stop_button.setEnabled(can_stop)
+        self.stop_button.setToolTip(
+            "" if can_stop else "Saving cannot be interrupted here; it finishes in one go."
+        )
+        self.progress_row.show()
+
+    def _hide_progress(self) -> None:
+        self.progress_row.hide()
+
+    def _create_progress(self, progress: ImportProgress) -> None:
+        if self._create_task is None:
+            return
+        text = progress.stage
+        if progress.total:
+            text = f"{progress.stage} {progress.done:,} of {progress.total:,}"
+        stopping = self._stop_flag is not None and self._stop_flag.is_set()
+        self._show_progress(
+            "Stopping after the current batch…" if stopping else text,
+            done=progress.done,
+            total=progress.total,
+            can_stop=not stopping,
+        )
+
+    def stop_import(self) -> None:
+        """Stop reading the file (nothing is kept) or saving the campaign (at the next batch)."""
+        if self._preview_task is not None:
+            self._preview_task.cancel()
+            self._preview_task = None
+            self._preview_generation += 1
+            self._hide_progress()
+            self.csv_bytes = b""
+            self.csv_name = ""
+            self.file_label.setText("No file chosen")
+            self._set_import(None)
+            self.import_summary.setText("Import stopped. Choose the file again to import it.")
+            self.import_stopped.emit()
+        if self._create_task is not None and self._stop_flag is not None:
+            self._stop_flag.set()
+            self.progress_label.setText("Stopping after the current batch…")
+            self.stop_button.setEnabled(False)
+
+    def reject(self) -> None:
+        if self.is_importing():
+            self.stop_import()
+            if self._create_task is not None:
+                if self._stop_flag is None:
+                    self.show_error("The campaign is being saved; this window closes when that is done.")
+                return  # otherwise it stays open until saving has stopped, to say what was kept
+        super().reject()
 
     def _set_import(self, preview: v.ImportPreview | None) -> None:
         self.import_preview = preview
@@ -560,21 +664,43 @@ class NewCampaignDialog(QDialog):
         )
 
     def create_campaign(self) -> None:
+        if self.is_importing():
+            return
         spec = self.spec()
         if spec is None:
             return
         self.create_button.setEnabled(False)
+        self.error.hide()
 
         def done(campaign_id: int) -> None:
+            self._create_task = None
+            self._stop_flag = None
+            self._hide_progress()
             self.ctx.messages.info(f"Campaign “{spec.name}” created.")
             self.created.emit(campaign_id)
             self.accept()
 
         def failed(exc: BaseException) -> None:
+            stopped = self._stop_flag is not None and self._stop_flag.is_set()
+            self._create_task = None
+            self._stop_flag = None
+            self._hide_progress()
             self.create_button.setEnabled(True)
             self.show_error(str(exc))
+            if stopped:
+                self.import_stopped.emit()
 
-        self.ctx.runner.run(self.ctx.runtime.create_campaign(spec), on_success=done, on_error=failed)
+        runtime = self.ctx.runtime
+        if isinstance(runtime, ProgressiveCampaignCreator):
+            self._stop_flag = threading.Event()
+            self._show_progress("Saving leads…", done=0, total=0, can_stop=True)
+            work = runtime.create_campaign_with_progress(
+                spec, on_progress=self._create_progress, stop=self._stop_flag
+            )
+        else:
+            self._show_progress("Saving leads…", done=0, total=0, can_stop=False)
+            work = runtime.create_campaign(spec)
+        self._create_task = self.ctx.runner.run(work, on_success=done, on_error=failed)
 
     def show_error(self, text: str) -> None:
         self.error.setText(text)
