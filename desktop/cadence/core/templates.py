@@ -8,6 +8,7 @@ not contain CR, LF or other control characters: such a value is refused, never c
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -43,6 +44,7 @@ class RenderedMessage:
     html_body: str | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_field_name(name: str) -> str:
     return re.sub(r"[\s.-]+", "_", name.strip()).lower()
 
@@ -56,6 +58,7 @@ def check_header_text(value: str, *, what: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=256)  # a campaign renders the same few templates for every lead
 def parse_template(template: str) -> tuple[str | MergeField, ...]:
     """Split a template into literal text and merge fields; raise TemplateError on bad syntax."""
     parts: list[str | MergeField] = []
