@@ -297,6 +297,7 @@ def run_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:  # a broken Qt installation: say so instead of a traceback
         opened.close()
         return _fail(f"the window toolkit could not be loaded ({exc})")
+    from cadence.adapters.dns import DnsResolver
     from cadence.services.runtime import Runtime
 
     secrets = make_secret_store(redaction)
@@ -311,6 +312,7 @@ def run_gui(args: argparse.Namespace) -> int:
             on_close=opened.close,
             account_setup=account_setup_factory(secrets, redaction, oauth=oauth),
             scrub_after_erasure=functools.partial(scrub_freed_space, opened.database),
+            domain_checker=DnsResolver(),
         )
         await runtime.start()
         settle_heap()

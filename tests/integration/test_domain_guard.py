@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -22,6 +24,14 @@ mx.good.test.    300 IN A 192.0.2.2
 aonly.test.      300 IN A 192.0.2.3
 nullmx.test.     300 IN MX 0 .
 """
+
+
+@dataclass
+class FakeClock:
+    current: datetime
+
+    def now(self) -> datetime:
+        return self.current
 
 
 @pytest.fixture
@@ -44,7 +54,10 @@ async def test_dead_domains_are_suppressed_before_their_first_send(
     )
     db = DbWorker()
     try:
-        guard = RecipientDomainGuard(store=store, db_call=db.call, checker=resolver, timeout_s=2.0)
+        clock = FakeClock(account.created_at)
+        guard = RecipientDomainGuard(
+            store=store, db_call=db.call, checker=resolver, clock=clock, timeout_s=2.0
+        )
         await guard(account.id)
         suppressed = {s.value: s for s in store.list_suppressions()}
         assert set(suppressed) == {"@nullmx.test", "@nx.test"}
@@ -53,9 +66,12 @@ async def test_dead_domains_are_suppressed_before_their_first_send(
         assert evidence_id is not None
         assert b"null MX" in store.get_evidence(evidence_id)
         assert store.is_suppressed("person4@nullmx.test")
-        # a domain the resolver could not answer for is never suppressed, and asked again next time
+        # a domain the resolver could not answer for is never suppressed, and asked again after a while
         assert not store.is_suppressed("person8@slow.test")
         queries_before = len(dns.resolver.queries)
+        await guard(account.id)
+        assert len(dns.resolver.queries) == queries_before  # the next pass does not wait for DNS again
+        clock.current += timedelta(minutes=16)
         await guard(account.id)
         asked_again = {name for name, _ in dns.resolver.queries[queries_before:]}
         assert "slow.test" in asked_again

@@ -14,6 +14,7 @@ import logging
 import signal
 from datetime import UTC, datetime
 
+from cadence.adapters.dns import DnsResolver
 from cadence.app import (
     OAuthWiring,
     imap_connector_for,
@@ -27,6 +28,7 @@ from cadence.commands._headless import CommandFailed, opened, report
 from cadence.core.classify import classify
 from cadence.core.model import Account
 from cadence.services.dbworker import DbWorker
+from cadence.services.domain_guard import RecipientDomainGuard
 from cadence.services.events import EventBus, SendEvent
 from cadence.services.inbox import InboxEvent, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
@@ -98,12 +100,15 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
         db = DbWorker()
         bus: EventBus[SendEvent] = EventBus()
         bus.subscribe(_log_send)
+        # Dead recipient domains are suppressed before their first send (the window's runtime does the same).
+        domain_guard = RecipientDomainGuard(store=handle.store, db_call=db.call, checker=DnsResolver())
         scheduler = Scheduler(
             store=handle.store,
             db=db,
             secrets=secrets,
             mailer_factory=functools.partial(smtp_mailer_for, oauth=oauth),
             events=bus,
+            before_batch=domain_guard,
         )
         watcher = InboxWatcher(
             sink=InboxEffects(handle.store, events=bus),

@@ -221,6 +221,9 @@ class Store(Protocol):
     def stop_address(
         self, address: str, *, status: model.LeadStatus, now: datetime, reason: str
     ) -> tuple[int, ...]: ...
+    def stop_company_leads(
+        self, account_id: int, *, domain: str, references: Sequence[str], now: datetime, reason: str
+    ) -> tuple[int, ...]: ...
 
     # outbox
     def create_drafts(self, drafts: Sequence[model.NewDraft], *, now: datetime) -> tuple[int | None, ...]: ...

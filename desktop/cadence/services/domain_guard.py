@@ -3,7 +3,8 @@
 A domain with no MX and no A/AAAA record, a null MX (RFC 7505) or NXDOMAIN is put on the suppression list as
 `@domain` with the resolver's reason as evidence; the engine then blocks every lead there as suppressed. An
 answer the resolver could not get (timeout, SERVFAIL, a resolver that seems broken) blocks nothing and is
-asked again on a later pass. The resolver caches answers for days, so a pass costs a query per new domain.
+asked again after a while (offline laptops must not wait for DNS before every send). The resolver caches
+answers for days, so a pass costs a query per new domain.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
 from cadence.core.domain_health import Deliverability, DomainCheck
 from cadence.core.model import MessageState, SuppressionReason
@@ -19,7 +21,6 @@ from cadence.core.ports import Clock, DomainChecker, Store, SystemClock
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 DbCall = Callable[..., Awaitable[Any]]
 
 # Messages that may still go out: their recipients' domains are worth checking.
@@ -44,6 +45,7 @@ class RecipientDomainGuard:
         max_messages: int = 500,
         concurrency: int = 8,
         timeout_s: float = 10.0,
+        retry_unknown_after: timedelta = timedelta(minutes=15),
     ) -> None:
         self._store = store
         self._db_call = db_call
@@ -52,7 +54,9 @@ class RecipientDomainGuard:
         self._max_messages = max_messages
         self._concurrency = concurrency
         self._timeout_s = timeout_s
+        self._retry_unknown_after = retry_unknown_after
         self._settled: set[str] = set()  # domains with a definite answer in this session
+        self._unknown_until: dict[str, datetime] = {}  # no answer: not asked again before then
 
     async def __call__(self, account_id: int) -> None:
         messages = await self._db_call(
@@ -61,8 +65,11 @@ class RecipientDomainGuard:
             account_id=account_id,
             limit=self._max_messages,
         )
+        now = self._clock.now()
         domains = sorted(
-            {m.recipient.rpartition("@")[2].lower() for m in messages if m.step_index == 1} - self._settled
+            domain
+            for domain in {m.recipient.rpartition("@")[2].lower() for m in messages if m.step_index == 1}
+            if domain not in self._settled and self._unknown_until.get(domain, now) <= now
         )
         if not domains:
             return
@@ -77,8 +84,9 @@ class RecipientDomainGuard:
                     log.info("recipient domain %s: no answer within %.0f s", domain, self._timeout_s)
                     return None
 
-        for result in await asyncio.gather(*(check(d) for d in domains)):
+        for domain, result in zip(domains, await asyncio.gather(*(check(d) for d in domains)), strict=True):
             if result is None or result.deliverability is Deliverability.UNKNOWN:
+                self._unknown_until[domain] = now + self._retry_unknown_after
                 continue
             self._settled.add(result.domain)
             if result.undeliverable:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
+from cadence.core import retry
 from cadence.core.model import (
     Campaign,
     CampaignLead,
@@ -37,7 +39,7 @@ from cadence.core.ports import Clock, MailboxError, Store, SystemClock
 from cadence.services.dbworker import DbWorker
 from cadence.services.events import EventBus, SendEvent, SendEventKind
 from cadence.services.inbox import InboxWatcher
-from cadence.services.scheduler import follow_up_draft
+from cadence.services.scheduler import THROTTLE_PACE, follow_up_draft
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,32 @@ _STOPPING = {
     InboundKind.NOT_INTERESTED: (SuppressionReason.NOT_INTERESTED, LeadStatus.NOT_INTERESTED),
 }
 RETURN_TIME = time(8, 0, tzinfo=UTC)  # an auto-reply's "back on the 3rd": not before that morning
+# a reply from these says nothing about a company: never stop other leads at the same domain
+FREE_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+        "ymail.com", "rocketmail.com", "aol.com", "icloud.com", "me.com", "mac.com", "gmx.com", "gmx.net",
+        "gmx.de", "gmx.at", "gmx.ch", "web.de", "proton.me", "protonmail.com", "protonmail.ch", "pm.me",
+        "mail.com", "zoho.com", "yandex.com", "yandex.ru", "mail.ru", "t-online.de", "freenet.de",
+        "orange.fr", "free.fr", "laposte.net", "libero.it", "qq.com", "163.com", "fastmail.com", "hey.com",
+        "tutanota.com", "tuta.io", "comcast.net", "att.net", "btinternet.com",
+    }
+)  # fmt: skip
+_FREE_MAIL_PREFIXES = ("yahoo.", "hotmail.", "outlook.", "live.", "gmx.", "protonmail.", "yandex.")
+# RFC 2606 placeholders: addresses there are examples of unrelated people, never one company
+_PLACEHOLDER_DOMAINS = frozenset({"example.com", "example.net", "example.org"})
+
+
+def company_domain(address: str) -> str | None:
+    """The company domain of an address, or None for a free-mail provider (or no domain at all)."""
+    domain = address.rpartition("@")[2].strip().lower().rstrip(".")
+    if not domain or "." not in domain:
+        return None
+    if domain in FREE_MAIL_DOMAINS or domain in _PLACEHOLDER_DOMAINS:
+        return None
+    if domain.startswith(_FREE_MAIL_PREFIXES):
+        return None
+    return domain
 
 
 def _headers(raw: bytes) -> dict[str, str]:
@@ -136,11 +164,19 @@ class InboxEffects:
     """core.ports.InboxSink over the store (called on the database worker thread)."""
 
     def __init__(
-        self, store: Store, *, events: EventBus[SendEvent] | None = None, clock: Clock | None = None
+        self,
+        store: Store,
+        *,
+        events: EventBus[SendEvent] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        stop_company_on_reply: bool = True,
     ):
         self._store = store
+        self._stop_company_on_reply = stop_company_on_reply
         self._events = events
         self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
 
     def mailbox_state(self, account_id: int, folder: str) -> MailboxState | None:
         return self._store.get_mailbox_state(account_id, folder=folder)
@@ -156,6 +192,7 @@ class InboxEffects:
     ) -> None:
         now = self._clock.now()
         guardrails = self._store.get_account(account_id).settings.guardrails
+        effects = [plan_effect(item, now=now) for item in items]
 
         def follow_up(
             campaign: Campaign, lead: CampaignLead, sent: OutboxMessage, at: datetime
@@ -167,15 +204,26 @@ class InboxEffects:
             folder=folder,
             uidvalidity=uidvalidity,
             last_uid=last_uid,
-            effects=[plan_effect(item, now=now) for item in items],
+            effects=effects,
             now=now,
             follow_up=follow_up,
         )
-        changed = outcome.suppressed or outcome.stopped_leads or outcome.settled or outcome.manual_sends
+        company_stopped = self._stop_companies(account_id, effects, now=now) if outcome.applied else ()
+        throttling = [item.verdict.throttling for item in items if item.verdict.throttling]
+        if throttling and outcome.applied:
+            self._back_off(account_id, throttling[-1], now=now)
+        changed = (
+            outcome.suppressed
+            or outcome.stopped_leads
+            or outcome.settled
+            or outcome.manual_sends
+            or company_stopped
+        )
         if changed:
             detail = (
                 f"{folder}: suppressed {len(outcome.suppressed)}, "
                 f"stopped {len(outcome.stopped_leads)} lead(s), "
+                f"{len(company_stopped)} more at the same company, "
                 f"cancelled {len(outcome.cancelled_messages)}, settled {len(outcome.settled)} in-doubt, "
                 f"{outcome.manual_sends} manual send(s)"
             )
@@ -184,6 +232,65 @@ class InboxEffects:
                 self._events.publish(
                     SendEvent(kind=SendEventKind.INBOX, account_id=account_id, at=now, detail=detail)
                 )
+
+    def _stop_companies(
+        self, account_id: int, effects: Sequence[InboundEffect], *, now: datetime
+    ) -> tuple[int, ...]:
+        """A person's reply stops the other leads at the replier's company (not for free-mail domains)."""
+        if not self._stop_company_on_reply:
+            return ()
+        stopped: list[int] = []
+        for effect in effects:
+            if effect.action is not InboundAction.STOP or effect.lead_status is not LeadStatus.REPLIED:
+                continue
+            for address in effect.addresses:
+                domain = company_domain(address)
+                if domain is None:
+                    continue
+                stopped.extend(
+                    self._store.stop_company_leads(
+                        account_id,
+                        domain=domain,
+                        references=effect.references,
+                        now=now,
+                        reason=f"{address} at the same company replied",
+                    )
+                )
+        return tuple(dict.fromkeys(stopped))
+
+    def _back_off(self, account_id: int, text: str, *, now: datetime) -> None:
+        """A provider's throttling text in a DSN: the same account backoff as an SMTP throttling reply."""
+        account = self._store.get_account(account_id)
+        state = retry.after_throttle(
+            retry.PaceState(
+                factor=account.pace_factor,
+                consecutive_throttles=account.consecutive_throttles,
+                backoff_until=account.backoff_until,
+            ),
+            now=now,
+            rng=self._rng,
+            config=THROTTLE_PACE,
+        )
+        until = state.backoff_until or now
+        self._store.set_account_backoff(
+            account_id,
+            until=until,
+            pace_factor=state.factor,
+            consecutive_throttles=state.consecutive_throttles,
+        )
+        log.warning(
+            "account %d: throttling reported in a bounce (%s): backing off until %s", account_id, text, until
+        )
+        if self._events is not None:
+            self._events.publish(
+                SendEvent(
+                    kind=SendEventKind.DEFERRED,
+                    account_id=account_id,
+                    at=now,
+                    detail=f"throttled (from a bounce): {text}; pace {state.factor:g}",
+                    until=until,
+                )
+            )
 
 
 class SentFolderCopier:

@@ -23,6 +23,7 @@ from cadence.core.model import (
     AccountSettings,
     AuditEntry,
     AuditResult,
+    CampaignLead,
     CampaignStatus,
     ConnectionSecurity,
     DeferReason,
@@ -39,7 +40,9 @@ from cadence.core.oauth import OAuthProvider, provider_for_method
 from cadence.core.pacing import capacity_report, check_guardrails, warmup_cap
 from cadence.core.ports import (
     AccountSecretStore,
+    CampaignCounts,
     Clock,
+    DomainChecker,
     MailboxConnector,
     RecordNotFound,
     RuntimeListener,
@@ -54,7 +57,9 @@ from cadence.core.risk import find_risks
 from cadence.core.templates import TemplateError, missing_values, render_step
 from cadence.services.accounts import AccountSetupFactory, AccountSetupService
 from cadence.services.dbworker import DbWorker
+from cadence.services.domain_guard import RecipientDomainGuard
 from cadence.services.events import EventBus, SendEvent, SendEventKind
+from cadence.services.in_doubt import InDoubtSettler, MailboxFirst
 from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
 from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step, follow_up_draft
@@ -132,6 +137,7 @@ class Runtime:
         rng: random.Random | None = None,
         account_setup: AccountSetupFactory | None = None,
         scrub_after_erasure: Callable[[], None] | None = None,
+        domain_checker: DomainChecker | None = None,
     ) -> None:
         self._store = store
         self._secrets = secrets
@@ -152,6 +158,7 @@ class Runtime:
             events=self.send_events,
             clock=self._clock,
             rng=rng,
+            before_batch=self._before_batch,
         )
         self.watcher = InboxWatcher(
             sink=InboxEffects(store, events=self.send_events, clock=self._clock),
@@ -163,6 +170,22 @@ class Runtime:
         self.account_setup = account_setup(store=store, db=self._db) if account_setup is not None else None
         self.sent_copier = SentFolderCopier(store=store, db=self._db, watcher=self.watcher)
         self.send_events.subscribe(self.sent_copier.on_event)
+        self.mailbox_first = MailboxFirst(self.watcher, clock=self._clock)
+        self.domain_guard = (
+            RecipientDomainGuard(
+                store=store, db_call=self._db.call, checker=domain_checker, clock=self._clock
+            )
+            if domain_checker is not None
+            else None
+        )
+        self.in_doubt = InDoubtSettler(
+            store=store,
+            db=self._db,
+            watcher=self.watcher,
+            events=self.send_events,
+            clock=self._clock,
+            on_requeued=self.scheduler.wake,
+        )
         self._activity_seq = 10**9  # ids of live activity entries (audit rows keep their own ids)
         self._closed = False
 
@@ -172,6 +195,12 @@ class Runtime:
         await self.scheduler.start()
         for account in await self._db.call(self._store.list_accounts):
             await self._watch(account)
+        self.in_doubt.start()
+
+    async def _before_batch(self, account_id: int) -> None:
+        await self.mailbox_first(account_id)
+        if self.domain_guard is not None:
+            await self.domain_guard(account_id)
 
     async def _watch(self, account: Account) -> None:
         """(Re)start reading the account's inbox. Settings the connector cannot use (an OAuth client that is
@@ -205,6 +234,7 @@ class Runtime:
             return
         self._closed = True
         await self.scheduler.stop()
+        await self.in_doubt.aclose()
         await self.sent_copier.aclose()
         await self.watcher.stop()
         self._db.shutdown()
@@ -249,6 +279,7 @@ class Runtime:
             self._emit(v.SuppressionsChanged())
 
     def _on_inbox_event(self, event: InboxEvent) -> None:
+        self.mailbox_first.on_inbox_event(event)
         if event.kind is InboxEventKind.ERROR:
             self._activity_seq += 1
             self._emit(
@@ -468,14 +499,12 @@ class Runtime:
             for a in accounts
         }
         summaries = []
+        counts = self._store.count_by_campaign()
         for campaign in self._store.list_campaigns():
-            leads = self._store.count_leads(campaign.id)
-            states: dict[MessageState, int] = {}
-            latest_due = now
-            for message in self._store.list_messages(campaign_id=campaign.id):
-                states[message.state] = states.get(message.state, 0) + 1
-                if message.state in _CLAIMABLE and message.next_attempt_at is not None:
-                    latest_due = max(latest_due, message.next_attempt_at)
+            tally = counts.get(campaign.id, _NO_COUNTS)
+            leads = tally.leads
+            states = tally.messages
+            latest_due = max([now, *(due for state, due in tally.latest_due.items() if state in _CLAIMABLE)])
             status = {
                 CampaignStatus.ACTIVE: v.CampaignStatus.RUNNING,
                 CampaignStatus.PAUSED: v.CampaignStatus.PAUSED,
@@ -591,20 +620,32 @@ class Runtime:
             name=spec.name.strip(), account_id=account.id, steps=steps, now=now, status=status
         )
         self._store.add_leads(campaign.id, leads=leads, now=now)
+        # the leads just written, rebuilt from memory: the store keeps the first of each address, lower-cased
+        lead_ids = self._store.lead_ids_by_email(campaign.id)
         drafts = []
-        for lead in self._store.list_leads(campaign.id):
+        for lead in leads:
+            address = lead.email.strip().lower()
+            lead_id = lead_ids.pop(address, None)
+            if lead_id is None:
+                continue
+            enrolled = CampaignLead(
+                campaign_id=campaign.id,
+                lead=replace(lead, email=address, id=lead_id),
+                status=LeadStatus.NEW,
+                created_at=now,
+            )
             try:
                 drafts.append(
                     draft_for_step(
                         campaign_id=campaign.id,
-                        lead=lead,
+                        lead=enrolled,
                         step=steps[0],
                         guardrails=account.settings.guardrails,
                     )
                 )
             except TemplateError:
-                log.warning("lead %s: step 1 cannot be rendered", lead.lead.email)
-        self._store.create_drafts(drafts, now=now)
+                log.warning("lead %s: step 1 cannot be rendered", address)
+        self._store.create_drafts_bulk(drafts, now=now)
         return campaign.id
 
     async def start_campaign(self, campaign_id: int) -> None:
@@ -1130,6 +1171,7 @@ class Runtime:
 
 _DEFAULT_DEFER = DeferReason.SMTP_TEMPORARY
 _CLAIMABLE = (MessageState.APPROVED, MessageState.QUEUED, MessageState.DEFERRED)
+_NO_COUNTS = CampaignCounts(messages={}, leads={}, latest_due={})
 
 
 def _is_paused(account: Account, now: datetime) -> bool:

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -341,7 +341,9 @@ class Scheduler:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         options: SchedulerOptions | None = None,
+        before_batch: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
+        self._before_batch = before_batch  # e.g. read the mailbox first, so fresh unsubscribes count
         self._store = store
         self._db = db
         self._secrets = secrets
@@ -529,6 +531,8 @@ class Scheduler:
         secret = await self._secret(account)
         if isinstance(secret, PassResult):
             return secret
+        if self._before_batch is not None:
+            await self._before_batch(account_id)
         now = self._clock.now()
         decide = functools.partial(decide_send, account=account, rng=self._rng)
         self._busy.add(account_id)

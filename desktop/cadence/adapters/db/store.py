@@ -64,7 +64,7 @@ from cadence.core.model import (
     check_transition,
 )
 from cadence.core.oauth import AuthMethod
-from cadence.core.ports import Decide, RecordNotFound
+from cadence.core.ports import CampaignCounts, Decide, RecordNotFound
 
 SNAPSHOT_WINDOW = timedelta(hours=24)
 LEAD_CHUNK = 5000
@@ -103,6 +103,24 @@ _INSERT_LEAD_SQL = (
     " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email) DO NOTHING"
 )
 
+# create_drafts' rules in one statement: the lead must be in the draft's campaign, a lead paused until a later
+# return date gets its message due no earlier than that date, and a (lead, step) already there is skipped.
+# Times are fixed-width UTC text, so comparing them as strings compares the instants.
+_INSERT_DRAFT_SQL = (
+    "INSERT INTO messages (campaign_id, lead_id, step_index, account_id, state, subject, body, hold_reasons,"
+    " next_attempt_at, attempts, created_at, updated_at, state_changed_at)"
+    " SELECT l.campaign_id, l.id, ?3, c.account_id, ?4, ?5, ?6, ?7,"
+    " CASE WHEN l.resume_at IS NOT NULL AND l.resume_at > ?1 AND (?2 IS NULL OR ?2 < l.resume_at)"
+    " THEN l.resume_at ELSE ?2 END,"
+    " 0, ?1, ?1, ?1 FROM leads AS l JOIN campaigns AS c ON c.id = l.campaign_id"
+    " WHERE l.id = ?8 AND l.campaign_id = ?9"
+    " ON CONFLICT (lead_id, step_index) DO NOTHING"
+)
+_CAMPAIGN_MESSAGE_COUNTS_SQL = (
+    "SELECT campaign_id, state, count(*), max(next_attempt_at) FROM messages GROUP BY campaign_id, state"
+)
+_CAMPAIGN_LEAD_COUNTS_SQL = "SELECT campaign_id, status, count(*) FROM leads GROUP BY campaign_id, status"
+
 T = TypeVar("T")
 Row_ = Any  # SQLAlchemy 2.1 types rows by their column tuple; the converters read them by name
 
@@ -116,6 +134,10 @@ def _driver(conn: Connection) -> sqlite3.Connection:
 
 def _from_db_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
+
+
+def _to_db_time_or_none(value: datetime | None) -> str | None:
+    return to_db_time(value) if value is not None else None
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -664,6 +686,44 @@ class SqliteStore:
         with self._db.read() as conn:
             return {LeadStatus(status): count for status, count in conn.execute(query)}
 
+    def lead_ids_by_email(self, campaign_id: int) -> dict[str, int]:
+        """Each enrolled (normalised) address of the campaign and its lead id, without building the leads."""
+        with self._db.read() as conn:
+            cursor = _driver(conn).cursor()
+            try:
+                rows = cursor.execute("SELECT email, id FROM leads WHERE campaign_id = ?", (campaign_id,))
+                return dict(rows)
+            finally:
+                cursor.close()
+
+    def count_by_campaign(self) -> dict[int, CampaignCounts]:
+        """Per campaign: messages by state (with each state's latest due time) and leads by status.
+
+        A campaign with neither messages nor leads is absent."""
+        messages: dict[int, dict[MessageState, int]] = {}
+        latest_due: dict[int, dict[MessageState, datetime]] = {}
+        leads: dict[int, dict[LeadStatus, int]] = {}
+        with self._db.read() as conn:
+            cursor = _driver(conn).cursor()
+            try:
+                for campaign_id, state_value, count, due in cursor.execute(_CAMPAIGN_MESSAGE_COUNTS_SQL):
+                    state = MessageState(state_value)
+                    messages.setdefault(campaign_id, {})[state] = count
+                    if due is not None:
+                        latest_due.setdefault(campaign_id, {})[state] = datetime.fromisoformat(due)
+                for campaign_id, status, count in cursor.execute(_CAMPAIGN_LEAD_COUNTS_SQL):
+                    leads.setdefault(campaign_id, {})[LeadStatus(status)] = count
+            finally:
+                cursor.close()
+        return {
+            campaign_id: CampaignCounts(
+                messages=messages.get(campaign_id, {}),
+                leads=leads.get(campaign_id, {}),
+                latest_due=latest_due.get(campaign_id, {}),
+            )
+            for campaign_id in messages.keys() | leads.keys()
+        }
+
     def set_lead_status(
         self,
         lead_id: int,
@@ -746,6 +806,57 @@ class SqliteStore:
         A lead paused until a return date (auto-reply) gets its message due no earlier than that date."""
         with self._db.write() as conn:
             return tuple(self._insert_draft(conn, draft, now=now) for draft in drafts)
+
+    def create_drafts_bulk(self, drafts: Sequence[NewDraft], *, now: datetime) -> int:
+        """`create_drafts` for many drafts at once, returning only how many were created.
+
+        The same rules in one transaction: every draft must start as draft, pending approval or approved and
+        name a lead of its campaign (else nothing is written), a (lead, step) already there is skipped, and a
+        lead paused until a later return date gets its message due no earlier than that date."""
+        for draft in drafts:
+            if draft.state not in INITIAL_DRAFT_STATES:
+                raise ValueError(
+                    f"a new message starts as draft, pending approval or approved, not {draft.state}"
+                )
+        stamp = to_db_time(now)
+        created = 0
+        with self._db.write() as conn:
+            # straight to the driver: building a SQLAlchemy statement per draft costs far more than the insert
+            cursor = _driver(conn).cursor()
+            try:
+                lead_ids: dict[int, set[int]] = {}
+                for draft in drafts:
+                    if draft.campaign_id not in lead_ids:
+                        lead_ids[draft.campaign_id] = {
+                            lead_id
+                            for (lead_id,) in cursor.execute(
+                                "SELECT id FROM leads WHERE campaign_id = ?", (draft.campaign_id,)
+                            )
+                        }
+                    if draft.lead_id not in lead_ids[draft.campaign_id]:
+                        raise RecordNotFound(f"no lead {draft.lead_id} in campaign {draft.campaign_id}")
+                for chunk in _chunks(drafts, LEAD_CHUNK):
+                    cursor.executemany(
+                        _INSERT_DRAFT_SQL,
+                        [
+                            (
+                                stamp,
+                                _to_db_time_or_none(draft.next_attempt_at),
+                                draft.step_index,
+                                draft.state.value,
+                                draft.subject,
+                                draft.body,
+                                codec.hold_reasons_to_text(draft.hold_reasons),
+                                draft.lead_id,
+                                draft.campaign_id,
+                            )
+                            for draft in chunk
+                        ],
+                    )
+                    created += cursor.rowcount
+            finally:
+                cursor.close()
+        return created
 
     @staticmethod
     def _insert_draft(conn: Connection, draft: NewDraft, *, now: datetime) -> int | None:
@@ -2095,6 +2206,49 @@ class SqliteStore:
             )
         )
 
+
+    # --- inbox gaps: company-domain stop (services.inbox_effects) -------------------------------------------
+
+    def stop_company_leads(
+        self, account_id: int, *, domain: str, references: Sequence[str], now: datetime, reason: str
+    ) -> tuple[int, ...]:
+        """A person at `domain` answered: the open leads at that domain (new, contacted, paused) stop in the
+        campaigns of the lead the answer refers to (by our Message-IDs), else in every campaign of this
+        account with a lead at that domain. Their queued messages are cancelled. Returns the lead ids."""
+        domain = domain.strip().lower()
+        if not domain:
+            return ()
+        pattern = "%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        leads = t.leads.c
+        account_campaigns = select(t.campaigns.c.id).where(t.campaigns.c.account_id == account_id)
+        with self._db.write() as conn:
+            campaign_ids: set[int] = set()
+            refs = [ref for ref in references if ref][:ID_CHUNK]
+            if refs:
+                campaign_ids = set(
+                    conn.execute(
+                        select(leads.campaign_id)
+                        .select_from(t.messages.join(t.leads, t.messages.c.lead_id == leads.id))
+                        .where(t.messages.c.message_id.in_(refs), t.messages.c.account_id == account_id)
+                    ).scalars()
+                )
+            query = select(leads.id).where(
+                leads.email.like(pattern, escape="\\"),
+                leads.status.in_(
+                    [s.value for s in (LeadStatus.NEW, LeadStatus.CONTACTED, LeadStatus.PAUSED)]
+                ),
+            )
+            if campaign_ids:
+                query = query.where(leads.campaign_id.in_(sorted(campaign_ids)))
+            else:
+                query = query.where(leads.campaign_id.in_(account_campaigns))
+            lead_ids = sorted(conn.execute(query).scalars())
+            self._set_lead_status(
+                conn, lead_ids, status=LeadStatus.FINISHED, now=now, reason=reason, resume_at=None
+            )
+            return tuple(lead_ids)
+
+    # --- end inbox gaps ---------------------------------------------------------------------------------
 
 def _blocked_text(blocked: Blocked) -> str:
     return f"{blocked.reason.value}: {blocked.detail}" if blocked.detail else blocked.reason.value
