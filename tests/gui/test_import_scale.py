@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,11 @@ from PySide6.QtCore import QSettings
 from cadence.adapters.db.engine import open_database
 from cadence.adapters.db.store import SqliteStore
 from cadence.app import settle_heap, smtp_mailer_for
-from cadence.core import views as v
 from cadence.core.model import AccountSettings, CampaignStatus, MessageState
-from cadence.core.ports import ImportProgress, StopFlag
+from cadence.core.ports import ProgressiveCampaignCreator
 from cadence.qt.dialogs.new_campaign import NewCampaignDialog
 from cadence.qt.main_window import MainWindow
 from cadence.services.demo_runtime import DemoSecrets
-from cadence.services.lead_import import create_campaign_in_chunks
 from cadence.services.runtime import Runtime
 
 TICK_S = 0.005
@@ -37,24 +35,6 @@ def leads_csv(count: int) -> bytes:
     lines = ["Email,First name,Last name,Company"]
     lines += [f"lead{i}@company{i % 499}.example,Name{i},Surname{i},Company {i % 499}" for i in range(count)]
     return ("\n".join(lines) + "\n").encode()
-
-
-class ChunkedRuntime(Runtime):
-    """The real runtime plus the progressive create the lead is to wire into services/runtime.py (this
-    method as it stands: delegate to services.lead_import, then announce the change)."""
-
-    async def create_campaign_with_progress(
-        self, spec: v.NewCampaign, *, on_progress: Callable[[ImportProgress], None], stop: StopFlag
-    ) -> int:
-        try:
-            campaign_id = await create_campaign_in_chunks(
-                spec, store=self._store, db=self._db, clock=self._clock, on_progress=on_progress, stop=stop
-            )
-        finally:
-            self._emit(v.CampaignsChanged())
-        self._emit(v.QueueChanged(await self.count_pending()))
-        self.scheduler.wake(spec.account_id)
-        return campaign_id
 
 
 class Ticker:
@@ -109,7 +89,8 @@ def account_id(store: SqliteStore) -> int:
 def window(
     qtbot: Any, qloop: qasync.QEventLoop, store: SqliteStore, account_id: int, tmp_path: Path
 ) -> Iterator[MainWindow]:
-    runtime = ChunkedRuntime(store=store, secrets=DemoSecrets(), mailer_factory=smtp_mailer_for)
+    runtime = Runtime(store=store, secrets=DemoSecrets(), mailer_factory=smtp_mailer_for)
+    assert isinstance(runtime, ProgressiveCampaignCreator)  # the dialog takes the batched path with Stop
     state = QSettings(str(tmp_path / "state.ini"), QSettings.Format.IniFormat)
     main = MainWindow(runtime, window_state=state, use_tray=False)
     main.resize(1280, 800)

@@ -87,7 +87,7 @@ def _write_chunk(
             )
         except TemplateError:
             log.warning("lead %s: step 1 cannot be rendered", lead.id)
-    store.create_drafts(drafts, now=now)
+    store.create_drafts_bulk(drafts, now=now)
     return added
 
 

@@ -43,12 +43,14 @@ from cadence.core.ports import (
     CampaignCounts,
     Clock,
     DomainChecker,
+    ImportProgress,
     MailboxConnector,
     RecordNotFound,
     RuntimeListener,
     SecretKind,
     SecretStore,
     SecretStoreError,
+    StopFlag,
     Store,
     SystemClock,
     UserFacingError,
@@ -62,6 +64,7 @@ from cadence.services.events import EventBus, SendEvent, SendEventKind
 from cadence.services.in_doubt import InDoubtSettler, MailboxFirst
 from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
+from cadence.services.lead_import import create_campaign_in_chunks
 from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step, follow_up_draft
 
 log = logging.getLogger(__name__)
@@ -582,6 +585,21 @@ class Runtime:
             missing_fields=tuple(dict.fromkeys(missing)),
             warnings=warnings,
         )
+
+    async def create_campaign_with_progress(
+        self, spec: v.NewCampaign, *, on_progress: Callable[[ImportProgress], None], stop: StopFlag
+    ) -> int:
+        """The new-campaign dialog's path: written in batches with progress, and the user may stop it
+        (core.ports.ProgressiveCampaignCreator)."""
+        try:
+            campaign_id = await create_campaign_in_chunks(
+                spec, store=self._store, db=self._db, clock=self._clock, on_progress=on_progress, stop=stop
+            )
+        finally:
+            self._emit(v.CampaignsChanged())
+        self._emit(v.QueueChanged(await self.count_pending()))
+        self.scheduler.wake(spec.account_id)
+        return campaign_id
 
     async def create_campaign(self, spec: v.NewCampaign) -> int:
         if not spec.name.strip():
