@@ -243,3 +243,15 @@ def test_a_send_event_redraws_the_status_bar_without_a_status_event(qtbot: Any, 
     runtime.sent = 15
     runtime.emit(v.DeliverabilityChanged())  # what a send, a bounce or a pause publishes
     qtbot.waitUntil(lambda: "Today 15 / " in window.status_panel.text(), timeout=3000)
+
+
+def test_a_cold_cap_above_30_advises_a_secondary_sending_domain(make_window: Any) -> None:
+    runtime = DemoRuntime()
+    window = make_window(runtime)
+    dialog = window._show_settings(runtime.account)
+    dialog.daily_cap.setValue(30)
+    assert dialog.cap_advice.isHidden()
+    dialog.daily_cap.setValue(31)
+    assert not dialog.cap_advice.isHidden()
+    assert "secondary domain" in dialog.cap_advice.text()
+    dialog.reject()

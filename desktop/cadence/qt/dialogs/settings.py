@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from cadence.core import views as v
 from cadence.core.model import Guardrails
+from cadence.core.policy import cap_raise_advice
 from cadence.qt.context import WindowContext
 from cadence.qt.dialogs.mailbox_page import MailboxPage
 from cadence.qt.theme import Level, level_color
@@ -97,6 +98,12 @@ class AccountSettingsDialog(QDialog):
         limits = QWidget()
         form = QFormLayout(limits)
         form.addRow("&Daily cap:", self.daily_cap)
+        # Above 30 cold emails a day from a primary mailbox, advise a secondary sending domain.
+        self.cap_advice = muted("")
+        self.cap_advice.setWordWrap(True)
+        form.addRow("", self.cap_advice)
+        self.daily_cap.valueChanged.connect(self._show_cap_advice)
+        self._show_cap_advice(self.daily_cap.value())
         form.addRow("&Hourly cap:", self.hourly_cap)
         form.addRow("Per-&domain cap:", self.domain_cap)
         form.addRow("Minimum &gap:", self.min_delay)
@@ -181,6 +188,11 @@ class AccountSettingsDialog(QDialog):
         self.finished.connect(lambda _result: self.mailbox.shutdown())
         em = self.fontMetrics().height()
         self.resize(int(em * 48), int(em * 46))
+
+    def _show_cap_advice(self, daily_cap: int) -> None:
+        advice = cap_raise_advice(daily_cap)
+        self.cap_advice.setText(f"⚠ {advice}" if advice else "")
+        self.cap_advice.setVisible(advice is not None)
 
     def collected(self) -> v.AccountSettings:
         start = self.hours_start.time()
