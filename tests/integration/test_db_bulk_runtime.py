@@ -140,3 +140,40 @@ async def test_list_campaigns_counts_per_campaign(tmp_path: Path) -> None:
     assert (one.leads, one.replied, one.bounced, one.unsubscribed) == (3, 1, 1, 0)
     assert one.held == 1 and two.held == 3  # the stopped leads' messages were cancelled
     assert (two.leads, two.replied, two.bounced) == (3, 0, 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("encoding", "delimiter"), [("utf-16", ";"), ("cp1252", ";"), ("utf-8-sig", "\t"), ("utf-8", ",")]
+)
+async def test_the_import_reads_what_core_leads_reads_whatever_the_encoding_and_delimiter(
+    tmp_path: Path, encoding: str, delimiter: str
+) -> None:
+    text = delimiter.join(["E-mail", "Vorname", "Firma"]) + "\r\n"
+    text += delimiter.join(["renée@café.example", "Renée", "Café Müller"]) + "\r\n"
+    text = text.replace("renée@café.example", "renee@cafe.example")
+    csv_bytes = text.encode(encoding)
+    database = open_database(tmp_path / "c.sqlite3")
+    store = SqliteStore(database)
+    runtime = Runtime(store=store, secrets=DemoSecrets(), mailer_factory=smtp_mailer_for, clock=FixedClock())
+    try:
+        mapping = {"E-mail": "email", "Vorname": "first_name", "Firma": "company"}
+        preview = await runtime.import_leads_preview(csv_bytes, mapping=mapping)
+        assert preview.columns == ("E-mail", "Vorname", "Firma")
+        assert preview.accepted == 1 and not preview.skipped
+        account = store.create_account(_settings(), now=NOW)
+        campaign_id = await runtime.create_campaign(
+            v.NewCampaign(
+                name="Umlaut", account_id=account.id, steps=STEPS, csv_bytes=csv_bytes, mapping=mapping,
+                start_now=False,
+            )
+        )
+        [enrolled] = store.list_leads(campaign_id)
+        assert (enrolled.lead.email, enrolled.lead.first_name, enrolled.lead.company) == (
+            "renee@cafe.example",
+            "Renée",
+            "Café Müller",
+        )
+    finally:
+        await runtime.aclose()
+        database.close()

@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from cadence.core import views as v
-from cadence.core.leads import LeadsFileError, parse_leads_csv
+from cadence.core.leads import LeadsFileError, decode, parse_leads_csv, sniff_delimiter
 from cadence.core.model import CampaignStatus, Lead, MessageState, NewDraft, Step
 from cadence.core.ports import Clock, ImportProgress, RecordNotFound, StopFlag, Store, UserFacingError
 from cadence.core.templates import TemplateError, render_step
@@ -39,19 +39,29 @@ class ImportStopped(UserFacingError):
     """The user stopped the import; the message says what was kept."""
 
 
+def csv_header(csv_bytes: bytes) -> tuple[tuple[str, ...], str, str]:
+    """The file's column names, its delimiter and the text after the header line, decoded and sniffed the
+    way core.leads reads the file (BOM, UTF-8, UTF-16, Windows-1252; comma, semicolon or tab)."""
+    try:
+        text, _encoding = decode(csv_bytes)
+    except LeadsFileError as exc:
+        raise UserFacingError(str(exc)) from exc
+    header_line, _newline, rest = text.partition("\n")
+    header_line = header_line.rstrip("\r")
+    if not header_line.strip():
+        raise UserFacingError("The file is empty.")
+    delimiter = sniff_delimiter(header_line)
+    return tuple(next(csv.reader([header_line], delimiter=delimiter))), delimiter, rest
+
+
 def remap_header(csv_bytes: bytes, mapping: Mapping[str, str]) -> bytes:
     """The file with only its header line renamed to lead fields (what core.leads understands). The rows
     are passed through untouched, so this costs one header parse, not a second pass over the file."""
-    text = csv_bytes.decode("utf-8-sig", errors="replace")
-    header_line, newline, rest = text.partition("\n")
-    try:
-        columns = next(csv.reader([header_line.rstrip("\r")]))
-    except StopIteration:
-        raise UserFacingError("The file is empty.") from None
+    columns, delimiter, rest = csv_header(csv_bytes)
     header = [mapping.get(c, f"fields.{c}").removeprefix("fields.") or c for c in columns]
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(header)
-    return (out.getvalue() + rest).encode("utf-8") if newline else out.getvalue().encode("utf-8")
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerow(header)
+    return (out.getvalue() + rest).encode("utf-8")
 
 
 def _read_leads(spec: v.NewCampaign, stop: StopFlag) -> tuple[Lead, ...]:

@@ -4,9 +4,7 @@ scheduler, the inbox watcher and the keyring. Views are built here; nothing the 
 from __future__ import annotations
 
 import asyncio
-import csv
 import functools
-import io
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +62,7 @@ from cadence.services.events import EventBus, SendEvent, SendEventKind
 from cadence.services.in_doubt import InDoubtSettler, MailboxFirst
 from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
-from cadence.services.lead_import import create_campaign_in_chunks
+from cadence.services.lead_import import create_campaign_in_chunks, csv_header, remap_header
 from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step, follow_up_draft
 
 log = logging.getLogger(__name__)
@@ -110,19 +108,11 @@ def _guess_mapping(columns: Sequence[str]) -> dict[str, str]:
 def _remapped_csv(
     csv_bytes: bytes, mapping: Mapping[str, str] | None
 ) -> tuple[tuple[str, ...], dict[str, str], bytes]:
-    """The file with its header renamed to lead fields (what core.leads understands)."""
-    text = csv_bytes.decode("utf-8-sig", errors="replace")
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        raise UserFacingError("The file is empty.")
-    columns = tuple(rows[0])
+    """The columns, the mapping (given, or guessed from the column names) and the file with its header
+    renamed to lead fields (what core.leads understands)."""
+    columns, _delimiter, _rest = csv_header(csv_bytes)
     chosen = dict(mapping) if mapping is not None else _guess_mapping(columns)
-    header = [chosen.get(c, f"fields.{c}").removeprefix("fields.") or c for c in columns]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows[1:])
-    return columns, chosen, out.getvalue().encode("utf-8")
+    return columns, chosen, remap_header(csv_bytes, chosen)
 
 
 class Runtime:
@@ -606,9 +596,11 @@ class Runtime:
             raise UserFacingError("Give the campaign a name.")
         if not spec.steps:
             raise UserFacingError("A campaign needs at least one step.")
-        _, _, remapped = _remapped_csv(spec.csv_bytes, spec.mapping)
         try:
-            parsed = await asyncio.to_thread(parse_leads_csv, remapped)
+            # decoding and remapping a large file is heavy: off the event loop, with the parse
+            parsed = await asyncio.to_thread(
+                lambda: parse_leads_csv(_remapped_csv(spec.csv_bytes, spec.mapping)[2])
+            )
         except LeadsFileError as exc:
             raise UserFacingError(str(exc)) from exc
         if not parsed.leads:
