@@ -638,6 +638,26 @@ class Scheduler:
 
     # --- recording an outcome -----------------------------------------------------------------------------
 
+    async def _record_deferral(
+        self,
+        message_id: str,
+        now: datetime,
+        until: datetime,
+        reason: DeferReason,
+        error: str,
+        transcript: str | None,
+    ) -> None:
+        """Not sent, to be tried again from `until`: no capacity used (the store keeps the Message-ID)."""
+        await self._db.call(
+            self._store.record_deferred,
+            message_id,
+            at=now,
+            next_attempt_at=until,
+            reason=reason,
+            error=error,
+            transcript=transcript,
+        )
+
     async def _record(self, account: Account, claim: Claim, result: SendResult) -> None:
         message = claim.message
         message_id = message.message_id
@@ -711,15 +731,7 @@ class Scheduler:
                 pace_factor=state.factor,
                 consecutive_throttles=state.consecutive_throttles,
             )
-            await self._db.call(
-                self._store.record_deferred,
-                message_id,
-                at=now,
-                next_attempt_at=until,
-                reason=DeferReason.BACKOFF,
-                error=server_words,
-                transcript=transcript,
-            )
+            await self._record_deferral(message_id, now, until, DeferReason.BACKOFF, server_words, transcript)
             await self._audit(
                 account,
                 AuditResult.DEFERRED,
@@ -733,14 +745,8 @@ class Scheduler:
             return
         if outcome is SendOutcome.QUOTA:
             until = await self._quota_frees(account, now)
-            await self._db.call(
-                self._store.record_deferred,
-                message_id,
-                at=now,
-                next_attempt_at=until,
-                reason=DeferReason.PROVIDER_DAY,
-                error=server_words,
-                transcript=transcript,
+            await self._record_deferral(
+                message_id, now, until, DeferReason.PROVIDER_DAY, server_words, transcript
             )
             await self.pause(
                 account.id,
@@ -751,15 +757,7 @@ class Scheduler:
         if outcome in _ACCOUNT_PAUSING:
             self._secret_cache.pop(account.id, None)
             await self._drop_mailer(account.id)
-            await self._db.call(
-                self._store.record_deferred,
-                message_id,
-                at=now,
-                next_attempt_at=now,
-                reason=DeferReason.PAUSED,
-                error=server_words,
-                transcript=transcript,
-            )
+            await self._record_deferral(message_id, now, now, DeferReason.PAUSED, server_words, transcript)
             await self.pause(
                 account.id, reason=f"Automatic pause: {_ACCOUNT_PAUSING[outcome]}: {server_words}"
             )
@@ -863,14 +861,8 @@ class Scheduler:
             await self._audit(account, AuditResult.FAILED, "gave up", message, detail=error)
             self._publish(SendEventKind.FAILED, account.id, outbox_id=message.id, detail=error)
             return
-        await self._db.call(
-            self._store.record_deferred,
-            message.message_id,
-            at=now,
-            next_attempt_at=decision.not_before,
-            reason=DeferReason.SMTP_TEMPORARY,
-            error=server_words,
-            transcript=transcript,
+        await self._record_deferral(
+            message.message_id, now, decision.not_before, DeferReason.SMTP_TEMPORARY, server_words, transcript
         )
         await self._audit(
             account,
