@@ -42,6 +42,7 @@ def test_status_of_a_new_data_dir_is_empty_and_valid_json(tmp_path: Path, env: d
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["queue"] == {} and status["accounts"] == [] and status["in_doubt"] == []
+    assert status["suppressions"] == {"total": 0, "by_reason": {}}
     assert (tmp_path / "data" / "cadence.sqlite3").exists()
     assert (tmp_path / "data" / "cadence.log").exists()
 

@@ -89,6 +89,7 @@ def test_dead_recipient_is_suppressed_with_its_dsn_as_evidence_after_a_real_run(
     assert report["queue"].get("sent") == 3 and sum(report["queue"].values()) == 3  # nothing left to send
     assert report["in_doubt"] == []
     assert report["accounts"][0]["paused"] is False
+    assert report["suppressions"] == {"total": 1, "by_reason": {"hard_bounce": 1}}
 
     database = open_database(data / "cadence.sqlite3")
     try:

@@ -1,4 +1,5 @@
-"""`cadence status [--json]`: queue counts by state, caps used, pause reasons, in-doubt messages."""
+"""`cadence status [--json]`: queue counts by state, caps used, pause reasons, in-doubt messages and how many
+addresses are suppressed, by reason."""
 
 from __future__ import annotations
 
@@ -68,12 +69,14 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                     }
                 )
         queue = {s.value: n for s, n in sorted(store.count_messages().items())}
+        suppressed = {reason.value: n for reason, n in sorted(store.count_suppressions().items())}
     return {
         "at": now.isoformat(),
         "queue": queue,
         "pending_approval": queue.get(MessageState.PENDING_APPROVAL.value, 0),
         "accounts": accounts,
         "in_doubt": in_doubt,
+        "suppressions": {"total": sum(suppressed.values()), "by_reason": suppressed},
     }
 
 
@@ -92,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         if account["paused"]:
             line += f", paused: {account['pause_reason']}"
         print(line)
+    suppressions = status["suppressions"]
+    if suppressions["total"]:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in suppressions["by_reason"].items())
+        print(f"suppressed: {suppressions['total']} ({reasons})")
     for message in status["in_doubt"]:
         print(
             f"in doubt: #{message['id']} to {message['recipient']} {message['message_id']}"

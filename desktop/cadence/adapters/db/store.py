@@ -1527,6 +1527,12 @@ class SqliteStore:
         with self._db.read() as conn:
             return tuple(_suppression(row) for row in conn.execute(query.limit(limit).offset(offset)))
 
+    def count_suppressions(self) -> dict[SuppressionReason, int]:
+        reason = t.suppressions.c.reason
+        with self._db.read() as conn:
+            rows = conn.execute(select(reason, func.count()).group_by(reason))
+            return {SuppressionReason(value): count for value, count in rows}
+
     def erase_person(self, address: str, *, now: datetime) -> ErasureOutcome:
         """Forget one person everywhere, in one transaction: their leads and messages are deleted, ledger and
         audit rows keep only an unlinkable placeholder (the ledger keeps the domain, so per-domain caps still
