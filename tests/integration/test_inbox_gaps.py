@@ -3,6 +3,7 @@ real Dovecot's Sent folder (or sent again through the SMTP peer), and the mailbo
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import trustme
 
 from cadence.adapters.db.engine import open_database
 from cadence.adapters.db.store import SqliteStore
+from cadence.adapters.smtp import SmtpMailer
 from cadence.app import imap_connector_for, smtp_mailer_for
 from cadence.core.classify import classify
 from cadence.core.model import (
@@ -31,7 +33,7 @@ from cadence.core.model import (
     Step,
 )
 from cadence.services.dbworker import DbWorker
-from cadence.services.in_doubt import InDoubtSettler, MailboxFirst
+from cadence.services.in_doubt import IN_DOUBT_GRACE, InDoubtSettler, MailboxFirst
 from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher, WatchOptions
 from cadence.services.inbox_effects import InboxEffects
 from cadence.services.scheduler import Scheduler, draft_for_step
@@ -165,6 +167,19 @@ def _settler(world: World, *, after: timedelta) -> InDoubtSettler:
     )
 
 
+WITHIN_GRACE = IN_DOUBT_GRACE - timedelta(minutes=1)
+AFTER_GRACE = IN_DOUBT_GRACE + timedelta(minutes=1)
+
+
+def test_the_grace_outlasts_the_longest_send_the_smtp_adapter_can_still_be_in() -> None:
+    """A message still `sending` inside the grace may be a live send (here or in a second instance): settling
+    it then could send it twice. EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA: seven commands, then the
+    dot."""
+    defaults = inspect.signature(SmtpMailer).parameters
+    longest_send_s = 7 * defaults["command_timeout_s"].default + defaults["final_reply_timeout_s"].default
+    assert IN_DOUBT_GRACE.total_seconds() > longest_send_s
+
+
 @pytest.mark.asyncio
 async def test_an_in_doubt_send_found_in_sent_after_the_grace_period_is_recorded_as_sent(
     world: World,
@@ -175,10 +190,10 @@ async def test_an_in_doubt_send_found_in_sent_after_the_grace_period_is_recorded
         assert copy is not None
         world.server.append("Sent", copy, seen=True)
 
-        assert await _settler(world, after=timedelta(minutes=2)).settle_once() == {}  # within the grace
+        assert await _settler(world, after=WITHIN_GRACE).settle_once() == {}
         assert world.store.get_message(outbox_id).state is MessageState.SENDING
 
-        assert await _settler(world, after=timedelta(minutes=11)).settle_once() == {message_id: "sent"}
+        assert await _settler(world, after=AFTER_GRACE).settle_once() == {message_id: "sent"}
         assert world.store.get_message(outbox_id).state is MessageState.SENT
         assert world.store.is_already_sent(message_id)
         follow_ups = [m for m in world.store.list_messages() if m.step_index == 2]
@@ -195,7 +210,7 @@ async def test_an_in_doubt_send_missing_where_the_provider_files_sent_mail_is_se
 ) -> None:
     _, scheduler, message_id, outbox_id = await _one_in_doubt(world, SentFolderKind.PROVIDER_FILES)
     try:
-        assert await _settler(world, after=timedelta(minutes=11)).settle_once() == {message_id: "requeued"}
+        assert await _settler(world, after=AFTER_GRACE).settle_once() == {message_id: "requeued"}
         requeued = world.store.get_message(outbox_id)
         assert requeued.state is MessageState.QUEUED and requeued.message_id == message_id
         audit = world.store.query_audit(limit=50)
@@ -215,7 +230,7 @@ async def test_an_in_doubt_send_missing_where_the_provider_files_sent_mail_is_se
 async def test_an_in_doubt_send_missing_where_the_app_appends_copies_stays_in_doubt(world: World) -> None:
     _, scheduler, message_id, outbox_id = await _one_in_doubt(world, SentFolderKind.APP_APPENDS)
     try:
-        assert await _settler(world, after=timedelta(minutes=11)).settle_once() == {message_id: "in_doubt"}
+        assert await _settler(world, after=AFTER_GRACE).settle_once() == {message_id: "in_doubt"}
         assert world.store.get_message(outbox_id).state is MessageState.SENDING
         assert await scheduler.drain() == 0
         assert [m.message_id for m in world.peer.received if m.accepted] == []

@@ -32,7 +32,10 @@ from cadence.services.scheduler import follow_up_draft
 
 log = logging.getLogger(__name__)
 
-IN_DOUBT_GRACE = timedelta(minutes=10)
+# A message still `sending` may belong to a send that is really in progress (this process or another one on
+# the same data directory): the SMTP adapter waits up to 10 min for the reply to the final dot alone, plus
+# 30 s per earlier command. Only after this grace is such a message treated as in doubt and settled.
+IN_DOUBT_GRACE = timedelta(minutes=30)
 IN_DOUBT_CHECK_EVERY = timedelta(minutes=5)
 SEARCH_TIMEOUT_S = 60.0
 
