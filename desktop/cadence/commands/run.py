@@ -30,6 +30,7 @@ from cadence.core.model import Account
 from cadence.services.dbworker import DbWorker
 from cadence.services.domain_guard import RecipientDomainGuard
 from cadence.services.events import EventBus, SendEvent
+from cadence.services.in_doubt import InDoubtSettler
 from cadence.services.inbox import InboxEvent, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
 from cadence.services.scheduler import Scheduler
@@ -118,6 +119,10 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
         )
         copier = SentFolderCopier(store=handle.store, db=db, watcher=watcher)
         bus.subscribe(copier.on_event)
+        # as in the window: once its grace is over, an in-doubt message is looked for in Sent and settled
+        settler = InDoubtSettler(
+            store=handle.store, db=db, watcher=watcher, events=bus, on_requeued=scheduler.wake
+        )
         try:
             accounts: list[Account] = list(await db.call(handle.store.list_accounts))
             if not accounts:
@@ -137,6 +142,8 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
                 log.info("done: %d message(s) claimed and tried", passes)
                 return 0
             await scheduler.start()
+            if watcher.accounts:
+                settler.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,6 +162,7 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
                 scheduler.wake()
             return 0
         finally:
+            await settler.aclose()
             await scheduler.stop()
             await copier.aclose()
             await watcher.stop()
