@@ -49,8 +49,23 @@ def normalise_field_name(name: str) -> str:
     return re.sub(r"[\s.-]+", "_", name.strip()).lower()
 
 
+# Every character check_header_text refuses: CR/LF, the other C0/C1 control characters (category Cc) except
+# tab, and the Unicode line and paragraph separators. One search instead of a category lookup per character.
+_HEADER_REFUSED = re.compile(
+    "["
+    + "".join(
+        re.escape(chr(code))
+        for code in range(0x100)
+        if unicodedata.category(chr(code)) == "Cc" and chr(code) != "\t"
+    )
+    + "\u2028\u2029]"
+)
+
+
 def check_header_text(value: str, *, what: str) -> str:
     """Return `value` unchanged, or raise HeaderInjectionError if it holds CR/LF or a control character."""
+    if _HEADER_REFUSED.search(value) is None:
+        return value
     for index, char in enumerate(value):
         if char in "\r\n" or (unicodedata.category(char) == "Cc" and char != "\t") or char in "\u2028\u2029":
             kind = "a line break" if char in "\r\n\u2028\u2029" else f"control character U+{ord(char):04X}"
@@ -118,17 +133,27 @@ def unknown_fields(templates: str | Iterable[str], *, columns: Iterable[str]) ->
 
 def lead_values(lead: Lead) -> dict[str, str]:
     """Every merge value of a lead: custom columns first, built-in fields win over same-named columns."""
-    values = {normalise_field_name(key): value for key, value in lead.fields.items()}
-    full_name = " ".join(part for part in (lead.first_name, lead.last_name) if part.strip())
+    first_name, last_name = lead.first_name, lead.last_name
+    if first_name.strip():
+        full_name = f"{first_name} {last_name}" if last_name.strip() else first_name
+    else:
+        full_name = last_name if last_name.strip() else ""
+    fields = lead.fields
+    values = dict(zip(_normalised_names(tuple(fields)), fields.values(), strict=True)) if fields else {}
     values.update(
         email=lead.email,
-        first_name=lead.first_name,
-        last_name=lead.last_name,
+        first_name=first_name,
+        last_name=last_name,
         full_name=full_name,
         company=lead.company or values.get("company", ""),
         domain=lead.domain,
     )
     return values
+
+
+@functools.lru_cache(maxsize=256)  # every lead of an import has the same columns
+def _normalised_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(normalise_field_name(name) for name in names)
 
 
 def missing_values(template: str, *, lead: Lead) -> tuple[str, ...]:
@@ -143,6 +168,11 @@ def missing_values(template: str, *, lead: Lead) -> tuple[str, ...]:
 
 def render(template: str, *, values: Mapping[str, str]) -> str:
     """Fill a template from normalised values; an empty or absent value takes the fallback (or "")."""
+    return "".join(render_parts(template, values=values))
+
+
+def render_parts(template: str, *, values: Mapping[str, str]) -> list[str]:
+    """The pieces `render` joins, in order: each literal run of the template and each field's text."""
     out: list[str] = []
     for part in parse_template(template):
         if isinstance(part, str):
@@ -152,7 +182,7 @@ def render(template: str, *, values: Mapping[str, str]) -> str:
         if not value.strip():
             value = part.fallback or ""
         out.append(value)
-    return "".join(out)
+    return out
 
 
 def render_subject(template: str, *, lead: Lead) -> str:

@@ -3,6 +3,7 @@ of 100,000 drafts opens with one page in memory and the rest arrives as the user
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,8 +173,8 @@ class PagedTableModel(QAbstractTableModel):
         limit = max(self.page_size, min(len(self._rows), 2000)) if keep_loaded else self.page_size
 
         async def load() -> tuple[int, Sequence[Any]]:
-            total = await self._count()
-            rows = await self._fetch(0, limit)
+            # both asked at once: the page does not queue behind work other tabs asked for in between
+            total, rows = await asyncio.gather(self._count(), self._fetch(0, limit))
             return total, rows
 
         self._runner.run(
