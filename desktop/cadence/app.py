@@ -1,10 +1,15 @@
 """Bootstrap only: data dir, logging (secrets redacted), excepthook, database open + migrate, wiring of the
 real runtime (store, scheduler, inbox watcher, keyring) and the window; the headless commands reuse the
-same wiring. Start-up failures give a clear message and a non-zero exit."""
+same wiring. Start-up failures give a clear message and a non-zero exit.
+
+The window path imports as little as it can before the window is on screen: adapters (SQLAlchemy, Alembic,
+keyring, DNS, mail libraries) are imported on a worker thread while the window shows its loading state.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import gc
 import logging
@@ -18,7 +23,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from cadence import APP_NAME
-from cadence.adapters.smtp import SmtpMailer  # imported here: the scheduler makes mailers on the event loop
 from cadence.core.model import Account, AccountSettings, ConnectionSecurity
 from cadence.core.oauth import OAuthClientConfig, OAuthProvider, provider_for_method, resolve_client_config
 from cadence.core.ports import (
@@ -31,8 +35,8 @@ from cadence.core.ports import (
     SecretStoreError,
     StorageError,
     SystemClock,
+    UserFacingError,
 )
-from cadence.paths import data_dir, database_path
 
 log = logging.getLogger("cadence")
 
@@ -44,6 +48,7 @@ if TYPE_CHECKING:  # these import SQLAlchemy / keyring
     from cadence.adapters.oauth import OAuthTokenSource, SignInResult, TokenEndpoint
     from cadence.adapters.secrets import KeyringSecretStore, SecretRedactingFilter
     from cadence.services.accounts import AccountSetupFactory
+    from cadence.services.runtime import Runtime
 
 
 class StartupError(Exception):
@@ -117,8 +122,12 @@ class Opened:
 
 def open_store(directory_override: Path | None) -> Opened:
     """Create the data dir if needed, open and migrate the database; StartupError with a sentence."""
+    # The SMTP adapter is imported here, before any event loop runs: the scheduler makes mailers on the
+    # loop, and a first import there would stall it.
+    import cadence.adapters.smtp  # noqa: F401
     from cadence.adapters.db.engine import open_database
     from cadence.adapters.db.store import SqliteStore
+    from cadence.paths import data_dir, database_path
 
     try:
         directory = data_dir(directory_override)
@@ -207,6 +216,8 @@ class OAuthWiring:
 def smtp_mailer_for(account: Account, secret: str | None, *, oauth: OAuthWiring | None = None) -> Mailer:
     """The account's SMTP connection: XOAUTH2 with a refreshing token for an OAuth account, else the
     password. Raises ValueError (or OAuthError) for settings it cannot use; the scheduler pauses with it."""
+    from cadence.adapters.smtp import SmtpMailer
+
     settings = account.settings
     if provider_for_method(settings.auth_method) is not None:
         if oauth is None:
@@ -284,41 +295,82 @@ def _fail(message: str) -> int:
     return 1
 
 
-def run_gui(args: argparse.Namespace) -> int:
-    """`cadence` without a subcommand: the window over the real runtime."""
+@dataclass
+class _WindowWiring:
+    opened: Opened
+    secrets: KeyringSecretStore
+    redaction: SecretRedactingFilter
+
+
+def _open_for_window(directory_override: Path | None) -> _WindowWiring:
+    """The blocking half of the window's start-up, run on a worker thread behind the shown window: the
+    data folder, database (migrated if needed), logging and keyring, plus the imports the services make
+    later on the event loop (where each first import would stall it)."""
+    opened = open_store(directory_override)
     try:
-        opened = open_store(getattr(args, "data_dir", None))
-    except StartupError as exc:
-        return _fail(str(exc))
-    redaction = setup_logging(opened.directory, to_stderr=False)
-    log.info("%s starting with data in %s", APP_NAME, opened.directory)
-    try:
-        from cadence.qt.run import run_window
-    except ImportError as exc:  # a broken Qt installation: say so instead of a traceback
+        redaction = setup_logging(opened.directory, to_stderr=False)
+        log.info("%s starting with data in %s", APP_NAME, opened.directory)
+        secrets = make_secret_store(redaction)
+        import cadence.adapters.connection_probe
+        import cadence.adapters.dns
+        import cadence.adapters.imap
+        import cadence.services.accounts
+        import cadence.services.runtime  # noqa: F401
+    except BaseException:
         opened.close()
-        return _fail(f"the window toolkit could not be loaded ({exc})")
+        raise
+    return _WindowWiring(opened=opened, secrets=secrets, redaction=redaction)
+
+
+def _runtime_for_window(wiring: _WindowWiring) -> Runtime:
     from cadence.adapters.dns import DnsResolver
     from cadence.services.runtime import Runtime
 
-    secrets = make_secret_store(redaction)
+    opened, secrets, redaction = wiring.opened, wiring.secrets, wiring.redaction
     oauth = OAuthWiring(secrets=secrets, redaction=redaction)
+    return Runtime(
+        store=opened.store,
+        secrets=secrets,
+        mailer_factory=functools.partial(smtp_mailer_for, oauth=oauth),
+        connector_factory=functools.partial(imap_connector_for, secrets=secrets, oauth=oauth),
+        on_close=opened.close,
+        account_setup=account_setup_factory(secrets, redaction, oauth=oauth),
+        scrub_after_erasure=functools.partial(scrub_freed_space, opened.database),
+        domain_checker=DnsResolver(),
+    )
 
-    async def factory() -> RuntimeApi:
-        runtime = Runtime(
-            store=opened.store,
-            secrets=secrets,
-            mailer_factory=functools.partial(smtp_mailer_for, oauth=oauth),
-            connector_factory=functools.partial(imap_connector_for, secrets=secrets, oauth=oauth),
-            on_close=opened.close,
-            account_setup=account_setup_factory(secrets, redaction, oauth=oauth),
-            scrub_after_erasure=functools.partial(scrub_freed_space, opened.database),
-            domain_checker=DnsResolver(),
-        )
-        await runtime.start()
-        settle_heap()
-        return runtime
 
+async def open_runtime(directory_override: Path | None) -> RuntimeApi:
+    """The real runtime for the window, opened behind it; started. A start-up failure (data folder,
+    database, keyring) is a UserFacingError carrying the sentence that says what to do."""
     try:
-        return run_window(factory)
+        wiring = await asyncio.to_thread(_open_for_window, directory_override)
+    except (StartupError, StorageError, SecretStoreError) as exc:
+        raise UserFacingError(str(exc)) from exc
+    try:
+        runtime = _runtime_for_window(wiring)
+    except BaseException:
+        wiring.opened.close()
+        raise
+    try:
+        await runtime.start()
+    except BaseException as exc:
+        await runtime.aclose()
+        if isinstance(exc, StorageError | SecretStoreError):
+            raise UserFacingError(str(exc)) from exc
+        raise
+    settle_heap()
+    return runtime
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    """`cadence` without a subcommand: the window over the real runtime. The window shows first, in its
+    loading state, and fills in once open_runtime() has opened everything behind it."""
+    try:
+        from cadence.qt.run import run_window
+    except ImportError as exc:  # a broken Qt installation: say so instead of a traceback
+        return _fail(f"the window toolkit could not be loaded ({exc})")
+    try:
+        return run_window(functools.partial(open_runtime, getattr(args, "data_dir", None)))
     except (StorageError, SecretStoreError) as exc:
         return _fail(str(exc))

@@ -178,6 +178,10 @@ shown = main_window.MainWindow.show
 def show(self):
     shown(self)
     def grab():
+        loading = self.findChild(main_window.QWidget, "loading")  # shown while the database opens
+        if loading is not None and loading.isVisible():
+            QTimer.singleShot(100, grab)
+            return
         print("tabs", self.findChildren(main_window.QTabWidget)[0].count(), flush=True)
         self.grab().save(sys.argv[2])
         self.close()

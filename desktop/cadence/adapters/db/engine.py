@@ -6,25 +6,26 @@ then both write: the second waits (busy_timeout) until the first commits, and th
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, exc, insert, select
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cadence.adapters.db import tables
 from cadence.core.ports import DuplicateRecord, RecordNotFound, StorageError, StorageErrorKind
+
+if TYPE_CHECKING:  # Alembic is imported only when a database needs migrating (it costs start-up time)
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -86,6 +87,26 @@ def _kind_of(error: BaseException) -> StorageErrorKind | None:
     return None
 
 
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the filesystem holding the database has (next to) no room left. SQLite reports a write that
+    ran out of space in its shared-memory or log file as a plain I/O error, not SQLITE_FULL."""
+    try:
+        stats = os.statvfs(path.parent)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+    return stats.f_bavail * stats.f_frsize < FULL_BELOW_BYTES
+
+
+def _kind_at(error: BaseException | None, path: Path) -> StorageErrorKind:
+    kind = (_kind_of(error) if error is not None else None) or StorageErrorKind.UNAVAILABLE
+    if kind is StorageErrorKind.UNAVAILABLE and _disk_full(path):
+        return StorageErrorKind.FULL
+    return kind
+
+
 @contextmanager
 def translate_errors(path: Path) -> Iterator[None]:
     """Library and SQLite errors become StorageError / DuplicateRecord / RecordNotFound at this boundary."""
@@ -99,17 +120,17 @@ def translate_errors(path: Path) -> Iterator[None]:
             raise RecordNotFound(f"refers to a record that does not exist: {text}") from error
         raise ValueError(f"rejected by the database: {text}") from error
     except exc.DBAPIError as error:
-        kind = (_kind_of(error.orig) if error.orig is not None else None) or StorageErrorKind.UNAVAILABLE
+        kind = _kind_at(error.orig, path)
         raise storage_error(kind, path=path, detail=str(error.orig)) from error
     except exc.StatementError as error:  # a value our column types refused (e.g. a naive datetime)
         if isinstance(error.orig, ValueError | TypeError):
             raise ValueError(str(error.orig)) from error
         raise
     except sqlite3.Error as error:
-        kind = _kind_of(error) or StorageErrorKind.UNAVAILABLE
-        raise storage_error(kind, path=path, detail=str(error)) from error
+        raise storage_error(_kind_at(error, path), path=path, detail=str(error)) from error
     except OSError as error:
-        raise storage_error(StorageErrorKind.UNAVAILABLE, path=path, detail=str(error)) from error
+        kind = StorageErrorKind.FULL if error.errno == errno.ENOSPC else _kind_at(None, path)
+        raise storage_error(kind, path=path, detail=str(error)) from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +194,8 @@ def create_sqlite_engine(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIME
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
@@ -182,17 +205,75 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
+
+
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*[\"']([^\"']+)[\"']\s*$", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(None|[\"']([^\"']+)[\"'])\s*$", re.MULTILINE)
+
+
+def script_head_revision(versions: Path = MIGRATIONS_DIR / "versions") -> str | None:
+    """The head revision read from the migration scripts' text, without importing Alembic; None when the
+    history is not one plain line (a merge, a branch, an unreadable script) and Alembic must decide."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        scripts = [path.read_text(encoding="utf-8") for path in sorted(versions.glob("*.py"))]
+    except OSError:
+        return None
+    for text in scripts:
+        revision, down = _REVISION.findall(text), _DOWN_REVISION.findall(text)
+        if not revision and not down:
+            continue  # not a migration (__init__.py)
+        if len(revision) != 1 or len(down) != 1:
+            return None
+        revisions.add(revision[0])
+        if down[0][0] != "None":
+            parents.add(down[0][1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
+def stored_revision(path: Path, *, timeout_s: float = 1.0) -> str | None:
+    """The revision recorded in the database file (read with sqlite3, read-only); None when the file is
+    missing, unreadable or has no single recorded revision."""
+    if not path.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+    except sqlite3.Error:
+        return None
+    try:
+        rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
+def is_at_head(path: Path) -> bool:
+    """Whether the database at `path` is already at the migrations' head: then opening it skips Alembic."""
+    head = script_head_revision()
+    return head is not None and stored_revision(path) == head
 
 
 def migrate(engine: Engine, *, path: Path, revision: str = "head") -> None:
     """Bring the schema to `revision` in one transaction, foreign keys off while batch mode copies tables."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     with translate_errors(path), engine.connect() as connection:
         # PRAGMA foreign_keys is a no-op inside a transaction: set it on the raw connection, before BEGIN.
         raw = connection.connection.dbapi_connection
@@ -225,13 +306,15 @@ def _ensure_salt(database: Database) -> None:
 
 
 def open_database(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Database:
-    """Open (creating if needed) and migrate the database at `path`. Raises StorageError, not raw errors."""
+    """Open (creating if needed) and migrate the database at `path`. Raises StorageError, not raw errors.
+    A file already at the head revision is opened without Alembic (checked with sqlite3 first)."""
     if not path.parent.is_dir():
         raise storage_error(StorageErrorKind.UNAVAILABLE, path=path, detail=f"no folder {path.parent}")
     engine = create_sqlite_engine(path, busy_timeout_ms=busy_timeout_ms)
     database = Database(path=path, engine=engine)
     try:
-        migrate(engine, path=path)
+        if not is_at_head(path):
+            migrate(engine, path=path)
         _ensure_salt(database)
     except BaseException:
         engine.dispose()
