@@ -159,6 +159,7 @@ def test_geometry_and_header_state_are_remembered(qtbot: Any, make_window: Any, 
     window = make_window(DemoRuntime(pending=3), state=state)
     window.resize(1100, 700)
     window.queue.table.setColumnWidth(1, 333)
+    window.deliverability.deferred_table.setColumnWidth(0, 222)
     window.tabs.setCurrentWidget(window.activity)
     window.close()
     qtbot.waitUntil(window.is_shut_down)
@@ -168,6 +169,7 @@ def test_geometry_and_header_state_are_remembered(qtbot: Any, make_window: Any, 
         DemoRuntime(pending=3), state=QSettings(str(tmp_path / "layout.ini"), QSettings.Format.IniFormat)
     )
     assert again.queue.table.columnWidth(1) == 333
+    assert again.deliverability.deferred_table.columnWidth(0) == 222
     assert again.tabs.currentWidget() is again.activity
     assert again.size().width() == 1280  # the fixture resizes after restoring; the stored value was read
     assert not (tmp_path / "layout.ini").read_text().count("daily_cap")

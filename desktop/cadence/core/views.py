@@ -42,6 +42,8 @@ class CampaignSummary:
     finish_estimate: datetime | None = None  # None: nothing left to send, or not running
     steps: tuple[Step, ...] = ()
     paused_reason: str | None = None
+    # why a running campaign shows no finish date: "estimating…", "account paused: …" ("" otherwise)
+    finish_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,15 @@ class PendingDraft:
 
 
 @dataclass(frozen=True, slots=True)
+class DraftSelection:
+    """The approval queue's "select all": every draft waiting for approval that matches, not only the rows
+    loaded in the window. `through_id` keeps drafts that arrived after the user selected out of it."""
+
+    through_id: int | None = None  # only drafts with an id up to this one (None: every waiting draft)
+    campaign_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActionFailure:
     id: int
     reason: str
@@ -125,6 +136,7 @@ class SuppressionEntry:
     added_at: datetime
     is_domain: bool = False
     detail: str = ""  # e.g. the DSN status, or who added it by hand
+    evidence_id: int | None = None  # the raw bounce / reply / SMTP transcript it was added on, if kept
 
 
 # --- deliverability -------------------------------------------------------------------------------------
@@ -443,6 +455,7 @@ class NoticeKind(StrEnum):
     CAP_REACHED = "cap_reached"
     AUTH_FAILURE = "auth_failure"
     CAMPAIGN_FINISHED = "campaign_finished"
+    DRAFTS_WAITING = "drafts_waiting"  # drafts held for approval more than 24 h
 
 
 @dataclass(frozen=True, slots=True)

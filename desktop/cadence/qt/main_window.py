@@ -31,14 +31,14 @@ from cadence.qt.dialogs.new_campaign import NewCampaignDialog
 from cadence.qt.dialogs.settings import AccountSettingsDialog
 from cadence.qt.errors import messages
 from cadence.qt.icon import app_icon
+from cadence.qt.notifier import Notifier
 from cadence.qt.tabs.activity import ActivityTab
 from cadence.qt.tabs.campaigns import CampaignsTab
 from cadence.qt.tabs.deliverability import DeliverabilityTab
 from cadence.qt.tabs.queue import QueueTab
 from cadence.qt.tabs.suppression import SuppressionTab
-from cadence.qt.theme import level_color
 from cadence.qt.widgets.banner import BannerArea
-from cadence.qt.widgets.status import STATE_LEVEL, StatusPanel, status_lines
+from cadence.qt.widgets.status import StatusPanel
 
 QUEUE_TITLE = "&Approval queue"
 STATUS_REFRESH_MS = 30_000
@@ -59,8 +59,10 @@ class MainWindow(QMainWindow):
         window_state: QSettings | None = None,
         now: Callable[[], datetime] = utc_now,
         use_tray: bool = True,
+        tray: QSystemTrayIcon | None = None,
         parent: QWidget | None = None,
     ) -> None:
+        """`tray`: the tray icon to use (made here when None, `use_tray` is set and the desktop has one)."""
         super().__init__(parent)
         self.runtime = runtime
         self.setWindowTitle(APP_NAME)
@@ -108,8 +110,11 @@ class MainWindow(QMainWindow):
 
         self._build_menus()
         self.tray: QSystemTrayIcon | None = None
-        if use_tray and QSystemTrayIcon.isSystemTrayAvailable():
-            self._build_tray()
+        if tray is not None:
+            self._build_tray(tray)
+        elif use_tray and QSystemTrayIcon.isSystemTrayAvailable():
+            self._build_tray(QSystemTrayIcon(app_icon(), self))
+        self.notifier = Notifier(self.tray)
 
         self.queue.pending_changed.connect(self._set_queue_badge)
         self.campaigns.new_button.clicked.connect(self.open_new_campaign)
@@ -171,8 +176,9 @@ class MainWindow(QMainWindow):
         about.triggered.connect(self._about)
         help_menu.addAction(about)
 
-    def _build_tray(self) -> None:
-        tray = QSystemTrayIcon(app_icon(), self)
+    def _build_tray(self, tray: QSystemTrayIcon) -> None:
+        if tray.icon().isNull():
+            tray.setIcon(app_icon())
         menu = QMenu(self)
         show = menu.addAction("Show Cadence")
         show.triggered.connect(self._raise)
@@ -219,9 +225,7 @@ class MainWindow(QMainWindow):
     def set_status(self, status: v.StatusView) -> None:
         self.status_panel.set_status(status)
         self._set_queue_badge(status.pending_approval)
-        if self.tray is not None:
-            self.tray.setToolTip(f"{APP_NAME}\n" + "\n".join(status_lines(status, self.ctx.now())))
-            self.tray.setIcon(app_icon(level_color(STATE_LEVEL[status.state])))
+        self.notifier.show_status(status, now=self.ctx.now())
 
     def _set_queue_badge(self, pending: int) -> None:
         index = self.tabs.indexOf(self.queue)
@@ -250,16 +254,17 @@ class MainWindow(QMainWindow):
                 on_action=self.open_settings,
             )
         else:
-            self.banners.show_message("info" if notice.severity is v.Severity.INFO else level, notice.message)
-        if self.tray is not None and self.tray.isVisible():
-            icon = (
-                QSystemTrayIcon.MessageIcon.Critical
-                if notice.severity is v.Severity.ERROR
-                else QSystemTrayIcon.MessageIcon.Warning
-                if notice.severity is v.Severity.WARNING
-                else QSystemTrayIcon.MessageIcon.Information
+            target: QWidget = {
+                v.NoticeKind.CAP_REACHED: self.deliverability,
+                v.NoticeKind.DRAFTS_WAITING: self.queue,
+            }.get(notice.kind, self.campaigns)
+            self.banners.show_message(
+                "info" if notice.severity is v.Severity.INFO else level,
+                f"{notice.title}: {notice.message}",
+                action=f"Open {self.tabs.tabText(self.tabs.indexOf(target)).replace('&', '').split(' (')[0]}",
+                on_action=lambda: self.tabs.setCurrentWidget(target),
             )
-            self.tray.showMessage(notice.title, notice.message, icon)
+        self.notifier.notify(notice)
 
     # --- actions ------------------------------------------------------------------------------------
 
@@ -344,7 +349,7 @@ class MainWindow(QMainWindow):
         state = self.ctx.window_state
         state.setValue("window/geometry", self.saveGeometry())
         state.setValue("window/tab", self.tabs.currentIndex())
-        for tab in (self.campaigns, self.queue, self.suppression, self.activity):
+        for tab in (self.campaigns, self.queue, self.suppression, self.deliverability, self.activity):
             tab.save_state()
         state.sync()
 
@@ -372,8 +377,7 @@ class MainWindow(QMainWindow):
         if not isValid(self):
             return
         self._shut_down = True
-        if self.tray is not None:
-            self.tray.hide()
+        self.notifier.hide()
         self.close()
         self.closed.emit()
 

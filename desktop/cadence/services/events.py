@@ -29,6 +29,9 @@ class SendEventKind(StrEnum):
     IDLE = "idle"  # nothing to send until `until` (None: not by itself)
     FOLLOW_UP = "follow_up"  # the next step's draft was created
     INBOX = "inbox"  # an inbox batch changed leads or suppressions
+    CAP_REACHED = "cap_reached"  # the daily cap stops sending until `until` (published once a local day)
+    CAMPAIGN_FINISHED = "campaign_finished"  # the campaign's last message settled (detail: its name)
+    DRAFTS_WAITING = "drafts_waiting"  # drafts newly over 24 h in the approval queue (detail: how many)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class SendEvent:
     recipient: str = ""
     detail: str = ""
     until: datetime | None = None
+    campaign_id: int | None = None  # CAMPAIGN_FINISHED
 
 
 class EventBus(Generic[E]):

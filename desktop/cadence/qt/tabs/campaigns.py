@@ -135,6 +135,9 @@ class CampaignDetail(QWidget):
                 f"At today's pace the last step goes out around {fmt.day_text(campaign.finish_estimate)} "
                 f"({fmt.until(campaign.finish_estimate, now)})."
             )
+        elif campaign.status is v.CampaignStatus.RUNNING:
+            note = campaign.finish_note or "nothing is waiting to be sent"
+            self.finish.setText(f"Finish date: {note}.")
         elif campaign.status is v.CampaignStatus.PAUSED:
             self.finish.setText(campaign.paused_reason or "Paused: nothing is sent until you resume.")
         elif campaign.status is v.CampaignStatus.FINISHED:
@@ -205,7 +208,7 @@ class CampaignsTab(QWidget):
             ),
             Column(
                 "Finishes",
-                lambda c: fmt.day_text(c.finish_estimate) if c.finish_estimate else "—",
+                lambda c: fmt.day_text(c.finish_estimate) if c.finish_estimate else (c.finish_note or "—"),
                 sort_key=lambda c: c.finish_estimate.timestamp() if c.finish_estimate else 0,
             ),
         ]

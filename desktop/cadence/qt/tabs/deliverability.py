@@ -227,6 +227,7 @@ class DeliverabilityTab(QWidget):
         self.deferred_table.horizontalHeader().setStretchLastSection(True)
         for column, width in enumerate((13, 11, 7.5)):
             self.deferred_table.setColumnWidth(column, int(em * width))
+        ctx.restore_header("deferred", self.deferred_table.horizontalHeader())
         self.deferred_table.setMinimumHeight(int(em * 7))
         self.deferred_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.deferred_box = QGroupBox("Deferred")
@@ -259,6 +260,12 @@ class DeliverabilityTab(QWidget):
         ctx.bridge.status_changed.connect(lambda _s: ctx.batcher.mark("deliverability"))
         ctx.batcher.register("deliverability", self.load)
         self._confirm: QMessageBox | None = None
+        # the sending domain's SPF / DKIM / DMARC, looked up once per account and session (DNS is slow)
+        self.domain_checks: dict[str, tuple[v.HealthCheck, ...]] = {}
+        self._checking: set[str] = set()
+
+    def save_state(self) -> None:
+        self.ctx.save_header("deferred", self.deferred_table.horizontalHeader())
 
     def load(self) -> None:
         self.ctx.runner.run(self.ctx.runtime.deliverability(), on_success=self.set_view)
@@ -301,12 +308,38 @@ class DeliverabilityTab(QWidget):
         else:
             self.warmup_label.setText("Warm-up is off: the daily cap applies from the first day.")
             self.warmup_bar.hide()
-        self._set_health(view.health)
+        self._set_health(self._health_for(view))
         self._set_chart(view.daily)
         self.deferred_model.set_items(view.deferred)
         self.deferred_table.setVisible(bool(view.deferred))
         self.deferred_empty.setVisible(not view.deferred)
         self.deferred_box.setTitle(f"Deferred ({len(view.deferred)})" if view.deferred else "Deferred")
+
+    def _health_for(self, view: v.DeliverabilityView) -> tuple[v.HealthCheck, ...]:
+        """The view's checks, or when it has none yet the sending domain's DNS checked once (in the
+        background: the checklist fills in when the answers arrive)."""
+        email = view.account_email
+        if not email or any(check.state is not v.CheckState.UNKNOWN for check in view.health):
+            return view.health
+        checked = self.domain_checks.get(email)
+        if checked is not None:
+            return checked
+        if email not in self._checking:
+            self._checking.add(email)
+            self.ctx.runner.run(
+                self.ctx.runtime.domain_health(email),
+                on_success=lambda checks: self._domain_checked(email, tuple(checks)),
+                on_error=lambda exc: self._domain_checked(
+                    email, (v.HealthCheck("DNS checks", v.CheckState.UNKNOWN, f"Could not check: {exc}"),)
+                ),
+            )
+        return (v.HealthCheck("DNS checks", v.CheckState.UNKNOWN, "Checking the sending domain…"),)
+
+    def _domain_checked(self, email: str, checks: tuple[v.HealthCheck, ...]) -> None:
+        self._checking.discard(email)
+        self.domain_checks[email] = checks
+        if self.view is not None and self.view.account_email == email:
+            self._set_health(checks)
 
     def _set_health(self, checks: tuple[v.HealthCheck, ...]) -> None:
         while self.health_layout.count():

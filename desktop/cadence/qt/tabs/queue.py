@@ -1,5 +1,6 @@
 """Approval queue: drafts held for a human, oldest first. A approves, R rejects, E edits then approves,
-Ctrl+A selects every loaded draft. The preview shows the message exactly as it will be sent."""
+Ctrl+A selects every draft waiting (not only the loaded page: approve / reject then run over all of them in
+batches, with progress). The preview shows the message exactly as it will be sent."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
 from shiboken6 import isValid
 
 from cadence.core import views as v
+from cadence.core.ports import BulkQueueActor
 from cadence.qt import fmt
 from cadence.qt.context import WindowContext
 from cadence.qt.dialogs.edit_draft import EditDraftDialog
@@ -109,6 +112,23 @@ class QueueTab(QWidget):
         titles.addWidget(self.title)
         titles.addWidget(self.summary)
         bar.addLayout(titles, 1)
+        self.all_note = QLabel()
+        self.all_note.setTextFormat(Qt.TextFormat.PlainText)
+        bold_note = QFont(self.all_note.font())
+        bold_note.setBold(True)
+        self.all_note.setFont(bold_note)
+        self.all_note.hide()
+        self.clear_all_button = QPushButton("Clear se&lection")
+        self.clear_all_button.setToolTip("Select nothing, then pick drafts by hand (Esc)")
+        self.clear_all_button.clicked.connect(self.clear_select_all)
+        self.clear_all_button.hide()
+        self.progress = QProgressBar()
+        self.progress.setAccessibleName("Bulk action progress")
+        self.progress.setMinimumWidth(int(em * 15))
+        self.progress.hide()
+        bar.addWidget(self.all_note)
+        bar.addWidget(self.clear_all_button)
+        bar.addWidget(self.progress)
         for button in (self.approve_button, self.edit_button, self.reject_button):
             bar.addWidget(button)
 
@@ -176,7 +196,14 @@ class QueueTab(QWidget):
             shortcut.activated.connect(slot)
         select_all = QShortcut(QKeySequence.StandardKey.SelectAll, self)
         select_all.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        select_all.activated.connect(self.table.selectAll)
+        select_all.activated.connect(self.select_all)
+        clear_all = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.table)
+        clear_all.setContext(Qt.ShortcutContext.WidgetShortcut)
+        clear_all.activated.connect(self.clear_select_all)  # Esc: no selection, "select all" included
+        self.all_selected: v.DraftSelection | None = None  # "select all" over the whole queue
+        self.all_count = 0
+        self.bulk_running = False
+        self.proxy.rowsInserted.connect(self._rows_arrived)
 
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.model.loaded.connect(self._loaded)
@@ -229,7 +256,7 @@ class QueueTab(QWidget):
             parts.append(f"{overdue:,} over 24 h")
         if loaded < self.pending:
             parts.append(f"{loaded:,} loaded")
-        if selected:
+        if self.all_selected is None and selected:
             parts.append(f"{selected:,} selected")
         self.summary.setText(" · ".join(parts))
 
@@ -239,7 +266,49 @@ class QueueTab(QWidget):
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
         return [self.proxy.index(row, 0).data(ROW_ROLE) for row in rows]
 
+    def select_all(self) -> None:
+        """Ctrl+A: the loaded rows, and when more drafts wait than are loaded (and the runtime can act on the
+        whole queue) every draft waiting now; drafts arriving later are not part of it."""
+        self.table.selectAll()
+        runtime = self.ctx.runtime
+        total = self.model.total
+        if self.bulk_running or total <= self.model.rowCount() or not isinstance(runtime, BulkQueueActor):
+            return
+
+        def newest(last: list[v.PendingDraft]) -> None:
+            if not last or not self._all_rows_selected():
+                return
+            newest_id = max([last[0].id, *(d.id for d in self.model.rows())])
+            self.all_selected = v.DraftSelection(through_id=newest_id)
+            self.all_count = max(total, self.model.rowCount())
+            self.all_note.setText(f"All {self.all_count:,} drafts selected")
+            self.all_note.show()
+            self.clear_all_button.show()
+            self._update_buttons()
+            self._update_summary()
+
+        self.ctx.runner.run(runtime.list_pending_drafts(total - 1, 1), on_success=newest)
+
+    def clear_select_all(self) -> None:
+        self.all_selected = None
+        self.all_note.hide()
+        self.clear_all_button.hide()
+        self.table.clearSelection()
+        self._update_buttons()
+        self._update_summary()
+
+    def _all_rows_selected(self) -> bool:
+        return len(self.table.selectionModel().selectedRows()) >= self.proxy.rowCount()
+
+    def _rows_arrived(self, *_args: object) -> None:
+        if self.all_selected is not None:
+            self.table.selectAll()  # a page loaded while scrolling is part of "all"
+
     def _selection_changed(self, *_args: QItemSelection) -> None:
+        if self.all_selected is not None and not self._all_rows_selected():
+            self.all_selected = None  # the user picked rows by hand
+            self.all_note.hide()
+            self.clear_all_button.hide()
         drafts = self.selected_drafts()
         self._update_buttons()
         self._update_summary()
@@ -274,20 +343,88 @@ class QueueTab(QWidget):
             self.show_preview(current.data(ROW_ROLE))
 
     def _update_buttons(self) -> None:
-        count = len(self.selected_drafts())
-        self.approve_button.setEnabled(count > 0)
-        self.reject_button.setEnabled(count > 0)
-        self.edit_button.setEnabled(count == 1)
-        self.approve_button.setText(f"&Approve {count}" if count > 1 else "&Approve")
-        self.reject_button.setText(f"&Reject {count}" if count > 1 else "&Reject")
+        count = self.all_count if self.all_selected is not None else len(self.selected_drafts())
+        self.approve_button.setEnabled(count > 0 and not self.bulk_running)
+        self.reject_button.setEnabled(count > 0 and not self.bulk_running)
+        self.edit_button.setEnabled(count == 1 and not self.bulk_running)
+        self.approve_button.setText(f"&Approve {count:,}" if count > 1 else "&Approve")
+        self.reject_button.setText(f"&Reject {count:,}" if count > 1 else "&Reject")
 
     # --- actions ------------------------------------------------------------------------------------
 
     def approve_selected(self) -> None:
-        self._act("approve", self.selected_drafts())
+        if self.all_selected is not None:
+            self._act_on_all("approve")
+        else:
+            self._act("approve", self.selected_drafts())
 
     def reject_selected(self) -> None:
-        self._act("reject", self.selected_drafts())
+        if self.all_selected is not None:
+            self._act_on_all("reject")
+        else:
+            self._act("reject", self.selected_drafts())
+
+    def _act_on_all(self, verb: str) -> None:
+        selection, count = self.all_selected, self.all_count
+        if selection is None or self.bulk_running:
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            f"{verb.capitalize()} all {count:,} drafts?",
+            f"{verb.capitalize()} every draft waiting for approval ({count:,})?"
+            + (" They will be sent within your caps." if verb == "approve" else " They will never be sent."),
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.accepted.connect(lambda: self._run_on_all(verb, selection, count))
+        self._confirm = box
+        box.open()
+
+    def _run_on_all(self, verb: str, selection: v.DraftSelection, count: int) -> None:
+        runtime = self.ctx.runtime
+        if not isinstance(runtime, BulkQueueActor):
+            return
+        self.bulk_running = True
+        doing = "Approving" if verb == "approve" else "Rejecting"
+        self.progress.setRange(0, max(1, count))
+        self.progress.setValue(0)
+        self.progress.setFormat(f"{doing} 0 of {count:,}")
+        self.progress.show()
+        self.clear_all_button.hide()
+        self._update_buttons()
+
+        def progress(done: int, total: int) -> None:
+            if isValid(self.progress):
+                self.progress.setMaximum(max(1, total))
+                self.progress.setValue(done)
+                self.progress.setFormat(f"{doing} {done:,} of {total:,}")
+
+        def finish() -> None:
+            self.bulk_running = False
+            self.progress.hide()
+            self.clear_select_all()
+            self.model.reload()
+
+        def done(result: v.BulkResult) -> None:
+            finish()
+            past = "Approved" if verb == "approve" else "Rejected"
+            text = f"{past} {fmt.count(result.done, 'draft')}."
+            if result.failed:
+                text += f" {len(result.failed):,} could not be changed: {result.failed[0].reason}."
+                self.ctx.messages.warning(text)
+            else:
+                self.ctx.messages.info(text)
+
+        def failed(exc: BaseException) -> None:
+            finish()
+            handle_exception(exc)
+
+        self.ctx.runner.run(
+            runtime.act_on_pending(selection, approve=verb == "approve", on_progress=progress),
+            on_success=done,
+            on_error=failed,
+        )
 
     def _act(self, verb: str, drafts: Sequence[v.PendingDraft]) -> None:
         if not drafts:

@@ -1,16 +1,21 @@
-"""Suppression list: search, add, remove (confirmed), import / export CSV, and "Forget this person"."""
+"""Suppression list: search, add, remove (confirmed), open the evidence (the raw bounce, reply or SMTP
+transcript), import / export CSV, and "Forget this person"."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QHBoxLayout,
     QInputDialog,
     QLineEdit,
     QMessageBox,
+    QPlainTextEdit,
     QPushButton,
     QStackedWidget,
     QTableView,
@@ -20,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from cadence.core import views as v
 from cadence.core.model import SuppressionReason
+from cadence.core.ports import SuppressionEvidenceReader
 from cadence.qt import csvio, fmt
 from cadence.qt.context import WindowContext
 from cadence.qt.models.paged import ROW_ROLE, Column, PagedTableModel, SortProxy
@@ -93,6 +99,11 @@ class SuppressionTab(QWidget):
         self.remove_button = QPushButton("&Remove…")
         self.remove_button.setEnabled(False)
         self.remove_button.clicked.connect(self.confirm_remove)
+        self.evidence_button = QPushButton("Open &evidence…")
+        self.evidence_button.setToolTip("The bounce, reply or server answer this entry was added on (Enter)")
+        self.evidence_button.setEnabled(False)
+        self.evidence_button.clicked.connect(self.open_evidence)
+        self.table.activated.connect(lambda _index: self.open_evidence())
         self.import_button = QPushButton("&Import CSV…")
         self.import_button.clicked.connect(self.choose_import)
         self.export_button = QPushButton("E&xport CSV…")
@@ -119,6 +130,7 @@ class SuppressionTab(QWidget):
         add_row.addWidget(self.add_button)
         add_row.addSpacing(em)
         add_row.addWidget(self.remove_button)
+        add_row.addWidget(self.evidence_button)
         add_row.addStretch(1)
         add_row.addWidget(self.import_button)
         add_row.addWidget(self.export_button)
@@ -167,8 +179,50 @@ class SuppressionTab(QWidget):
         return [self.proxy.index(row, 0).data(ROW_ROLE) for row in rows]
 
     def _selection_changed(self, *_args: object) -> None:
-        count = len(self.selected())
-        self.remove_button.setEnabled(count == 1)
+        selected = self.selected()
+        self.remove_button.setEnabled(len(selected) == 1)
+        self.evidence_button.setEnabled(
+            len(selected) == 1
+            and selected[0].evidence_id is not None
+            and isinstance(self.ctx.runtime, SuppressionEvidenceReader)
+        )
+
+    def open_evidence(self) -> None:
+        selected = self.selected()
+        runtime = self.ctx.runtime
+        if len(selected) != 1 or not isinstance(runtime, SuppressionEvidenceReader):
+            return
+        entry = selected[0]
+        if entry.evidence_id is None:
+            source = entry.detail or "added by hand"
+            self.ctx.messages.info(f"No message was kept for {entry.value} ({source}).")
+            return
+        self.ctx.runner.run(
+            runtime.suppression_evidence(entry.evidence_id),
+            on_success=lambda text: self._show_evidence(entry, text),
+        )
+
+    def _show_evidence(self, entry: v.SuppressionEntry, text: str) -> QDialog:
+        dialog = QDialog(self)
+        dialog.setObjectName("evidenceDialog")
+        dialog.setWindowTitle(f"Evidence — {entry.value}")
+        layout = QVBoxLayout(dialog)
+        reason = fmt.SUPPRESSION_TEXT.get(entry.reason, entry.reason.value)
+        layout.addWidget(muted(f"{reason} · {fmt.day_text(entry.added_at)} · {entry.detail}"))
+        view = QPlainTextEdit(text)
+        view.setReadOnly(True)
+        view.setAccessibleName("Raw evidence")
+        view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        layout.addWidget(view, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.reject)
+        layout.addWidget(buttons)
+        em = self.fontMetrics().height()
+        dialog.resize(int(em * 50), int(em * 32))
+        self._keep(dialog)
+        dialog.open()
+        return dialog
 
     # --- actions ------------------------------------------------------------------------------------
 
