@@ -148,6 +148,7 @@ def test_snapshot_reads_the_last_24_hours_of_the_ledger(store: SqliteStore) -> N
         ("manual@lead.test", True),
     ]
     assert snapshot.hard_bounces_24h == 1
+    assert snapshot.hard_bounce_times == (T0 - timedelta(hours=1),)  # the bounce breaker's fresh sample
     assert (snapshot.paused_reason, snapshot.paused_until) == ("breaker", T0 + timedelta(hours=3))
     assert (snapshot.backoff_until, snapshot.pace_factor) == (T0 + timedelta(minutes=30), 0.5)
     assert snapshot.warmup_started_at == T0 - timedelta(days=4)

@@ -25,7 +25,13 @@ from cadence.core.model import (
     PacingSnapshot,
     SentRecord,
 )
-from cadence.core.pacing import FOREVER, capacity_report, earliest_send_time, next_send_time
+from cadence.core.pacing import (
+    BREAKER_PAUSE_REASON,
+    FOREVER,
+    capacity_report,
+    earliest_send_time,
+    next_send_time,
+)
 from cadence.core.policy import FairCandidate, cap_raise_advice, evaluate, fair_order
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -232,6 +238,49 @@ def test_bounce_breaker_defers_cold_mail_to_the_next_business_day() -> None:
     assert isinstance(small_sample, Allowed)
     reply = decide(now, _sample(20), guardrails=rules, cold=False, snapshot_extra={"hard_bounces_24h": 9})
     assert isinstance(reply, Allowed)
+
+
+def test_an_ended_pause_leaves_the_breaker_and_the_backoff_in_force() -> None:
+    # the store keeps the reason of a timed pause after its end: that must not switch the other holds off
+    rules = replace(RULES, daily_cap=100, hourly_cap=100)
+    now = at(WEDNESDAY, 9)
+    ended = {"paused_reason": "back on Wednesday", "paused_until": at(WEDNESDAY, 8)}
+    tripped = decide(now, _sample(20), guardrails=rules, snapshot_extra={**ended, "hard_bounces_24h": 2})
+    assert tripped == Deferred(DeferReason.BOUNCE_BREAKER, datetime(2026, 12, 3, 8, tzinfo=BERLIN))
+    backoff = at(WEDNESDAY, 10)
+    assert decide(now, snapshot_extra={**ended, "backoff_until": backoff}) == Deferred(
+        DeferReason.BACKOFF, backoff
+    )
+
+
+def test_after_its_own_pause_the_breaker_judges_a_fresh_sample() -> None:
+    rules = replace(RULES, daily_cap=100, hourly_cap=100, min_delay_s=0, jitter_s=0)
+    reopened = at(WEDNESDAY, 8)  # the breaker paused on Tuesday afternoon until this business day start
+    ended = {"paused_reason": BREAKER_PAUSE_REASON, "paused_until": reopened}
+    old_bounces = (at(TUESDAY, 13), at(TUESDAY, 14))
+    old = {**ended, "hard_bounces_24h": 2, "hard_bounce_times": old_bounces}
+    # Tuesday's 20 sends and 2 bounces are still inside 24 h, but they were answered by the pause
+    assert isinstance(decide(reopened, _sample(20), guardrails=rules, snapshot_extra=old), Allowed)
+    # without the pause (or after a pause for another reason) the same sample trips it
+    other = {**old, "paused_reason": "back on Wednesday"}
+    assert decide(reopened, _sample(20), guardrails=rules, snapshot_extra=other) == Deferred(
+        DeferReason.BOUNCE_BREAKER, datetime(2026, 12, 3, 8, tzinfo=BERLIN)
+    )
+    # the fresh sample trips it again on its own: 20 sends from the reopening, 2 new bounces
+    now = at(WEDNESDAY, 15)
+    fresh = tuple(sent(reopened + timedelta(minutes=20 * n)) for n in range(20))
+    new_bounces = (at(WEDNESDAY, 10), at(WEDNESDAY, 11))
+    again = {**ended, "hard_bounces_24h": 4, "hard_bounce_times": old_bounces + new_bounces}
+    assert decide(now, _sample(20) + fresh, guardrails=rules, snapshot_extra=again) == Deferred(
+        DeferReason.BOUNCE_BREAKER, datetime(2026, 12, 3, 8, tzinfo=BERLIN)
+    )
+    one_new = {**again, "hard_bounces_24h": 3, "hard_bounce_times": (*old_bounces, new_bounces[0])}
+    assert isinstance(decide(now, _sample(20) + fresh, guardrails=rules, snapshot_extra=one_new), Allowed)
+    # a store that gives no bounce times cannot tell old from new: the breaker stays on the safe side
+    untimed = {**ended, "hard_bounces_24h": 2}
+    assert decide(reopened, _sample(20), guardrails=rules, snapshot_extra=untimed) == Deferred(
+        DeferReason.BOUNCE_BREAKER, datetime(2026, 12, 3, 8, tzinfo=BERLIN)
+    )
 
 
 def test_pause_and_backoff() -> None:

@@ -565,7 +565,7 @@ def earliest_us(
 @dataclass(frozen=True, slots=True)
 class BreakerState:
     tripped: bool
-    sends_24h: int
+    sends_24h: int  # in the breaker's sample: the last 24 h, or since its own pause ended
     hard_bounces_24h: int
     until: datetime | None  # when cold sending resumes (start of the next business day)
 
@@ -574,12 +574,38 @@ class BreakerState:
         return self.hard_bounces_24h / self.sends_24h if self.sends_24h else None
 
 
+# The pause the scheduler records when the breaker trips; once that pause has ended, the breaker judges a
+# fresh sample (see `breaker_sample_start`).
+BREAKER_PAUSE_REASON = "Automatic pause: too many hard bounces in the last 24 hours (bounce breaker)"
+
+
+def breaker_sample_start(snapshot: PacingSnapshot) -> datetime:
+    """Where the breaker's sample begins: 24 h back, or the end of the breaker's own pause when that came
+    later. The sends and bounces that tripped it were answered by the pause; judged again when the next
+    business day opens (still within 24 h of them) they would trip it again and again."""
+    start = snapshot.now - timedelta(days=1)
+    ended = snapshot.paused_until
+    if snapshot.paused_reason == BREAKER_PAUSE_REASON and ended is not None and start < ended <= snapshot.now:
+        return ended
+    return start
+
+
 def bounce_breaker(*, guardrails: Guardrails, snapshot: PacingSnapshot) -> BreakerState:
-    """Too many hard bounces (over a large enough sample) stop cold sending until the next business day."""
+    """Too many hard bounces (over a large enough sample) stop cold sending until the next business day.
+
+    The sample is the last 24 h, or what came after the breaker's own pause ended: the sends from that
+    moment on and the bounces recorded since. A snapshot without the bounce times cannot tell old bounces
+    from new ones: then the whole 24 h counts (the safe side)."""
     now = to_us(snapshot.now)
     automated = snapshot_view(snapshot.sends).index.automated
-    sends = automated.count_after(now - DAY_US) - automated.count_after(now)
-    bounces = snapshot.hard_bounces_24h
+    sample_start = breaker_sample_start(snapshot)
+    bounce_times_known = len(snapshot.hard_bounce_times) == snapshot.hard_bounces_24h
+    if bounce_times_known and sample_start > snapshot.now - timedelta(days=1):
+        sends = automated.count_from(to_us(sample_start)) - automated.count_after(now)
+        bounces = sum(1 for moment in snapshot.hard_bounce_times if sample_start <= moment <= snapshot.now)
+    else:
+        sends = automated.count_after(now - DAY_US) - automated.count_after(now)
+        bounces = snapshot.hard_bounces_24h
     tripped = (
         sends >= guardrails.bounce_breaker_min_sample and bounces > guardrails.bounce_breaker_rate * sends
     )
@@ -610,10 +636,13 @@ def account_hold(
 ) -> tuple[datetime, DeferReason] | None:
     """Account-wide stops that come before any cap: pause, backoff, and (cold only) the bounce breaker."""
     now = snapshot.now
-    if snapshot.paused_reason is not None or (
-        snapshot.paused_until is not None and snapshot.paused_until > now
+    paused_until = snapshot.paused_until
+    # the store keeps the reason of a timed pause after it ended: an ended pause holds nothing, and must
+    # not hide the backoff or the breaker either
+    if (snapshot.paused_reason is not None and paused_until is None) or (
+        paused_until is not None and paused_until > now
     ):
-        return snapshot.paused_until or FOREVER, DeferReason.PAUSED
+        return paused_until or FOREVER, DeferReason.PAUSED
     if snapshot.backoff_until is not None and snapshot.backoff_until > now:
         return snapshot.backoff_until, DeferReason.BACKOFF
     if cold:
