@@ -129,6 +129,26 @@ def classify_batch(classify: Classifier, raws: Sequence[bytes]) -> list[tuple[Ve
     return results
 
 
+_BOUNCES = frozenset({InboundKind.HARD_BOUNCE, InboundKind.SOFT_BOUNCE})
+
+
+def _warn_unreadable(account_id: int, items: Sequence[InboundItem]) -> None:
+    """Say so when a message could not be read (the classifier failed) or is a bounce naming no recipient
+    that could be read: it is kept and marked read up to its UID, but it changes nothing."""
+    for item in items:
+        verdict = item.verdict
+        unreadable_bounce = verdict.kind in _BOUNCES and not verdict.recipients and not verdict.delayed
+        if verdict.error or (unreadable_bounce and item.role is not FolderRole.SENT):
+            log.warning(
+                "account %s: %s UID %d (Message-ID %s) is malformed: %s; it changes nothing",
+                account_id,
+                item.folder,
+                item.uid,
+                item.message_id or "none",
+                verdict.error or "a bounce that names no recipient Cadence can read",
+            )
+
+
 def group_by_size(uids: Sequence[int], sizes: dict[int, int], *, max_bytes: int) -> list[list[int]]:
     """Split UIDs (ascending) into groups of at most max_bytes; UIDs without a size (gone) are dropped."""
     groups: list[list[int]] = []
@@ -376,6 +396,7 @@ class _AccountRunner:
                     )
                     for message, (verdict, message_id) in zip(messages, classified, strict=True)
                 ]
+                _warn_unreadable(self.account_id, items)
                 batch_last = chunk[-1] if index == len(groups) - 1 else group[-1]
                 if start + options.batch_size >= len(uids) and index == len(groups) - 1:
                     batch_last = max(batch_last, read_up_to)
