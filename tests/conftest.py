@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.secrets_scan import pytest_sessionfinish  # noqa: F401  (the end-of-session secrets scan)
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.secrets_scan import register_secret
+
 REPO = Path(__file__).resolve().parents[2]
 KEYRING_PASSWORD = "cadence-test"
 PEER_LOGIN = "alice@example.com"
@@ -142,6 +144,8 @@ def run_cadence(
     input_text: str | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
+    if "--password-stdin" in args and input_text:
+        register_secret(input_text.strip("\r\n"), label="account password")  # the end-of-session scan
     return subprocess.run(
         cadence_command(data_dir, *args),
         cwd=REPO,

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest_asyncio
 import trustme
 
+from tests.secrets_scan import register_secret
+
 TOKEN_PATH = "/oauth2/v2.0/token"
 
 
@@ -45,6 +47,8 @@ class TokenServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(self.context)
+        for token in self.refresh_tokens:  # the end-of-session secrets scan looks for every token
+            register_secret(token, label="OAuth refresh token")
 
     @property
     def url(self) -> str:
@@ -121,6 +125,7 @@ class TokenServer:
             }
         access = f"at-{len(self.issued) + 1}"
         self.issued.append(access)
+        register_secret(access, label="OAuth access token")
         reply: dict[str, object] = {
             "token_type": "Bearer",
             "access_token": access,
@@ -129,6 +134,7 @@ class TokenServer:
         }
         if self.rotate:
             new = f"rt-{len(self.issued)}"
+            register_secret(new, label="OAuth refresh token")
             self.refresh_tokens.discard(token)
             self.refresh_tokens.add(new)
             reply["refresh_token"] = new

@@ -35,6 +35,8 @@ from typing import Any
 
 import trustme
 
+from tests.secrets_scan import register_secret
+
 HOST = "127.0.0.1"
 SELLER = "seller@seller.test"
 SELLER_DOMAIN = "seller.test"
@@ -126,6 +128,9 @@ class MailStack:
     _internet: subprocess.Popen[bytes] | None = field(init=False, default=None, repr=False)
     _cert_name: str = field(init=False, default="server", repr=False)  # file stem under tls/
     _tag: str = field(init=False, default_factory=lambda: uuid.uuid4().hex[:8], repr=False)
+
+    def __post_init__(self) -> None:
+        register_secret(self.password, label="mail stack password")  # the end-of-session secrets scan
 
     # --- paths -------------------------------------------------------------------------------------------
 
