@@ -263,6 +263,9 @@ class PacingSnapshot:
     now: datetime
     sends: tuple[SentRecord, ...]  # ledger rows of the last 24 h (at least), any order
     hard_bounces_24h: int = 0
+    # when those hard bounces were recorded (empty: not known); lets the bounce breaker start a fresh
+    # sample once its own pause has ended
+    hard_bounce_times: tuple[datetime, ...] = ()
     warmup_started_at: datetime | None = None
     paused_reason: str | None = None
     paused_until: datetime | None = None
@@ -568,6 +571,7 @@ class AuditResult(StrEnum):
     EXPIRED = "expired"
     SUPPRESSED = "suppressed"
     PAUSED = "paused"
+    NOTIFIED = "notified"  # a notice the user was sent (cap reached, campaign finished, drafts waiting)
 
 
 @dataclass(frozen=True, slots=True)

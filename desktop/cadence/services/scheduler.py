@@ -52,8 +52,19 @@ from cadence.core.model import (
     Step,
     SuppressionReason,
 )
-from cadence.core.ports import Clock, Mailer, SecretStore, SecretStoreError, Store, SystemClock, real_seconds
+from cadence.core.ports import (
+    Clock,
+    Mailer,
+    SecretStore,
+    SecretStoreError,
+    StorageError,
+    Store,
+    SystemClock,
+    real_seconds,
+)
+from cadence.core.smtp_replies import FailureKind
 from cadence.core.templates import TemplateError, render_step
+from cadence.services import notices
 from cadence.services.dbworker import DbWorker
 from cadence.services.events import EventBus, SendEvent, SendEventKind
 
@@ -117,6 +128,13 @@ def deferral_changed(message: OutboxMessage, deferred: Deferred) -> bool:
     if message.audited_defer_reason is not deferred.reason or message.audited_defer_until is None:
         return True
     return abs(deferred.not_before - message.audited_defer_until) > DEFER_AUDIT_SLACK
+
+
+def _pause_cause(result: SendResult) -> str:
+    """Why an account-level outcome pauses the account, in words (a TLS failure is no server policy)."""
+    if result.outcome is SendOutcome.POLICY and result.text.startswith(f"{FailureKind.TLS.value}:"):
+        return "The server's TLS certificate was not accepted (changed, expired, or intercepted)"
+    return _ACCOUNT_PAUSING[result.outcome]
 
 
 def _server_words(result: SendResult) -> str:
@@ -360,6 +378,7 @@ class Scheduler:
         self._stopping = False
         self._last_idle: dict[int, tuple[datetime | None, DeferReason | None]] = {}
         self._last_expiry: dict[int, datetime] = {}
+        self._settling: set[int] = set()  # accounts whose campaigns may have just sent their last message
 
     # --- life cycle -------------------------------------------------------------------------------------
 
@@ -377,6 +396,7 @@ class Scheduler:
         if self._stopping or account_id in self._tasks:
             return
         self._wakes[account_id] = asyncio.Event()
+        self._settling.add(account_id)
         task = asyncio.get_running_loop().create_task(
             self._run_account(account_id), name=f"scheduler-account-{account_id}"
         )
@@ -402,6 +422,7 @@ class Scheduler:
 
     def wake(self, account_id: int | None = None) -> None:
         targets = self._wakes.values() if account_id is None else [self._wakes.get(account_id)]
+        self._settling.update(self._wakes if account_id is None else [account_id])
         for event in targets:
             if event is not None:
                 event.set()
@@ -485,8 +506,12 @@ class Scheduler:
                 result = await self.run_pass(account_id)
             except asyncio.CancelledError:
                 raise
+            except StorageError as exc:
+                # disk full, read-only, locked: nothing can be claimed or recorded, so nothing goes out
+                log.error("account %d: not sending until the database can be written: %s", account_id, exc)
+                result = PassResult(None, self._clock.now() + timedelta(minutes=1))
             except Exception:
-                # a bug or the database failing: log it, look again a minute later instead of spinning
+                # a bug: log it, look again a minute later instead of spinning
                 log.exception("scheduler pass failed for account %d", account_id)
                 result = PassResult(None, self._clock.now() + timedelta(minutes=1))
             if self._stopping:
@@ -546,6 +571,7 @@ class Scheduler:
             )
             if isinstance(claimed, Idle):
                 return await self._idle(account, claimed, now)
+            self._settling.add(account_id)
             return await self._send(account, claimed, secret)
         finally:
             self._busy.discard(account_id)
@@ -560,6 +586,8 @@ class Scheduler:
         self._last_expiry[account.id] = now
         max_age = timedelta(days=account.settings.guardrails.expire_after_days)
         expired = await self._db.call(self._store.expire_stale, account.id, now=now, max_age=max_age)
+        if expired:
+            self._settling.add(account.id)
         for message in expired:
             detail = f"queued since {message.created_at.isoformat()}, state was {message.state.value}"
             await self._audit(account, AuditResult.EXPIRED, "expired", message, detail=detail)
@@ -598,7 +626,7 @@ class Scheduler:
         if reason is DeferReason.BOUNCE_BREAKER and not already_paused:
             await self.pause(
                 account.id,
-                reason="Automatic pause: too many hard bounces in the last 24 hours (bounce breaker)",
+                reason=pacing.BREAKER_PAUSE_REASON,
                 until=wait_until,
             )
         due = await self._db.call(self._store.next_attempt_after, account.id, now=now)
@@ -608,13 +636,52 @@ class Scheduler:
             wait_until = None
         if self._last_idle.get(account.id) != (wait_until, reason):
             self._last_idle[account.id] = (wait_until, reason)
+            self._settling.add(account.id)  # e.g. the last candidates were blocked in the claim
             self._publish(
                 SendEventKind.IDLE,
                 account.id,
                 detail=reason.value if reason else "nothing queued",
                 until=wait_until,
             )
+            if idle.reason in notices.DAILY_CAP_REASONS:
+                await self._notify_cap_reached(account, now, idle.wait_until)
+        if account.id in self._settling:
+            self._settling.discard(account.id)
+            await self.finish_settled_campaigns(account.id)
         return PassResult(None, wait_until, reason)
+
+    async def _notify_cap_reached(self, account: Account, now: datetime, until: datetime | None) -> None:
+        if await self._db.call(notices.claim_cap_notice, self._store, account, now=now, until=until):
+            self._publish(
+                SendEventKind.CAP_REACHED,
+                account.id,
+                detail=f"{account.email} has sent as many messages as its caps allow for today; "
+                "sending resumes by itself when the cap frees up",
+                until=until,
+            )
+
+    async def finish_settled_campaigns(
+        self, account_id: int, *, campaign_ids: Sequence[int] | None = None
+    ) -> list[Campaign]:
+        """Mark finished the running campaigns whose last message settled, and say so once for each."""
+        finished = await self._db.call(
+            notices.finish_settled_campaigns,
+            self._store,
+            account_id=account_id,
+            now=self._clock.now(),
+            campaign_ids=campaign_ids,
+        )
+        for campaign in finished:
+            self.events.publish(
+                SendEvent(
+                    kind=SendEventKind.CAMPAIGN_FINISHED,
+                    account_id=account_id,
+                    at=self._clock.now(),
+                    detail=campaign.name,
+                    campaign_id=campaign.id,
+                )
+            )
+        return finished
 
     def _mailer(self, account: Account, secret: str | None) -> Mailer:
         mailer = self._mailers.get(account.id)
@@ -701,11 +768,14 @@ class Scheduler:
             return
         if outcome is SendOutcome.IN_DOUBT:
             # it may have gone out: never sent again blindly; settled from Sent by Message-ID, or by the user
-            await self._audit(
-                account, AuditResult.IN_DOUBT, server_words or "connection lost after the data", message
-            )
+            why = server_words or "connection lost after the data"
+            await self._audit(account, AuditResult.IN_DOUBT, why, message)
             self._publish(
-                SendEventKind.IN_DOUBT, account.id, outbox_id=message.id, recipient=message.recipient
+                SendEventKind.IN_DOUBT,
+                account.id,
+                outbox_id=message.id,
+                recipient=message.recipient,
+                detail=f"not sent again: {why}",
             )
             return
         if outcome is SendOutcome.DEFERRED:
@@ -758,9 +828,7 @@ class Scheduler:
             self._secret_cache.pop(account.id, None)
             await self._drop_mailer(account.id)
             await self._record_deferral(message_id, now, now, DeferReason.PAUSED, server_words, transcript)
-            await self.pause(
-                account.id, reason=f"Automatic pause: {_ACCOUNT_PAUSING[outcome]}: {server_words}"
-            )
+            await self.pause(account.id, reason=f"Automatic pause: {_pause_cause(result)}: {server_words}")
             return
         if outcome is SendOutcome.RECIPIENT_DEAD:
             evidence = f"{server_words}\n\n{result.transcript}".encode()
