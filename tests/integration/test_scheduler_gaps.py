@@ -29,6 +29,8 @@ from cadence.core.model import (
     DeferReason,
     Guardrails,
     Lead,
+    LedgerEntry,
+    LedgerKind,
     MessageState,
     NewDraft,
     SendOutcome,
@@ -486,3 +488,37 @@ def test_a_send_settled_from_the_sent_folder_also_starts_the_warm_up(world: Worl
     found_at = world.clock.now() + timedelta(hours=3)  # a restart finds it in Sent
     world.store.record_delivered(claimed.message.message_id, at=found_at)
     assert world.store.get_account(world.account.id).warmup_started_at == found_at
+
+
+# --- a breaker pause resumed by hand ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_breaker_pause_by_hand_sends_at_once_and_the_breaker_judges_what_follows(
+    world: World,
+) -> None:
+    guardrails = replace(PERMISSIVE, bounce_breaker_min_sample=20)
+    settings = replace(world.account.settings, guardrails=guardrails)
+    world.store.update_account(world.account.id, settings=settings)
+    now = world.clock.now()
+    for i in range(20):  # 20 cold sends in the last hours, 6 of them hard-bounced: well over 5 %
+        sent_at = now - timedelta(hours=3, minutes=-i)
+        entry = LedgerEntry(world.account.id, sent_at, f"old{i}@example.com", LedgerKind.SENT, "S")
+        assert world.store.add_ledger_entry(entry)
+        if i < 6:
+            bounce = replace(entry, kind=LedgerKind.HARD_BOUNCE, at=sent_at + timedelta(minutes=5))
+            assert world.store.add_ledger_entry(bounce)
+    world.campaign(2)
+    scheduler = world.scheduler()
+    try:
+        tripped = await scheduler.run_pass(world.account.id)
+        assert tripped.outcome is None and tripped.reason is DeferReason.BOUNCE_BREAKER
+        paused = world.store.get_account(world.account.id)
+        assert paused.paused_reason == pacing.BREAKER_PAUSE_REASON and paused.paused_until is not None
+
+        await scheduler.resume(world.account.id)
+        resumed = await scheduler.run_pass(world.account.id)
+        assert resumed.outcome is SendOutcome.DELIVERED  # not tripped again by the same six bounces
+        assert world.store.get_account(world.account.id).paused_until == now
+    finally:
+        await scheduler.stop()

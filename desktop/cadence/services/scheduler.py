@@ -463,7 +463,15 @@ class Scheduler:
 
     async def resume(self, account_id: int | None) -> None:
         for account in await self._accounts(account_id):
-            await self._db.call(self._store.set_account_pause, account.id, reason=None)
+            if account.paused_reason == pacing.BREAKER_PAUSE_REASON:
+                # the user ends the breaker's pause now: it then judges the sends from here on, instead of
+                # tripping again at once on the same bounces still inside the last 24 h
+                now = self._clock.now()
+                await self._db.call(
+                    self._store.set_account_pause, account.id, reason=account.paused_reason, until=now
+                )
+            else:
+                await self._db.call(self._store.set_account_pause, account.id, reason=None)
             self._secret_cache.pop(account.id, None)
             await self._drop_mailer(account.id)  # it remembers a refused login: start afresh
             self._publish(SendEventKind.RESUMED, account.id)
