@@ -345,7 +345,7 @@ class DemoRuntime:
                 account_id=1,
                 automatic=True,
                 cause_persists=True,
-                cause_detail="The 24 h bounce rate is still 6.1 %; resuming now will likely trip it again.",
+                cause_detail="The 24 h bounce rate is still 6.1 %.",
             )
         self._rendered: dict[tuple[str, str, str, int], tuple[str, str]] = {}
         self._campaigns = self._make_campaigns(now)

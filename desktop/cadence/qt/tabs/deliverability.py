@@ -387,7 +387,8 @@ class DeliverabilityTab(QWidget):
         top = 1
         for i, day in enumerate(days):
             sent.append(day.sent)
-            categories.append(day.day.strftime("%d %b") if i % 2 == len(days) % 2 else "")
+            # unlabelled days still need distinct categories: the axis drops repeats, and their bars with them
+            categories.append(day.day.strftime("%d %b") if i % 2 == len(days) % 2 else " " * (i + 1))
             for name, value in (
                 ("Replied", day.replied),
                 ("Bounced", day.bounced),
@@ -441,7 +442,8 @@ class DeliverabilityTab(QWidget):
             )
             box.setInformativeText(
                 (pause.cause_detail or pause.reason)
-                + "\n\nIf you resume now, sending will likely pause again, and more bounces hurt your domain."
+                + "\n\nIf you resume now, the breaker counts afresh from this moment and pauses again if too"
+                " many of the next sends bounce. Every bounce hurts your domain: check your list first."
             )
             resume = box.addButton("Resume anyway", QMessageBox.ButtonRole.AcceptRole)
             box.setDefaultButton(QMessageBox.StandardButton.Cancel)
