@@ -111,14 +111,17 @@ async def _main(args: argparse.Namespace, until: datetime | None) -> int:
             events=bus,
             before_batch=domain_guard,
         )
+        inbox_events: EventBus[InboxEvent] = EventBus()
+        inbox_events.subscribe(_log_inbox)
         watcher = InboxWatcher(
             sink=InboxEffects(handle.store, events=bus),
             classify=classify,
-            on_event=_log_inbox,
+            on_event=inbox_events.publish,
             sink_executor=db.executor,
         )
         copier = SentFolderCopier(store=handle.store, db=db, watcher=watcher)
         bus.subscribe(copier.on_event)
+        inbox_events.subscribe(copier.on_inbox_event)  # catches up missing copies in Sent on each connection
         # as in the window: once its grace is over, an in-doubt message is looked for in Sent and settled
         settler = InDoubtSettler(
             store=handle.store, db=db, watcher=watcher, events=bus, on_requeued=scheduler.wake

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from cadence.core.leads import normalize_address
 from cadence.core.legal import legal_basis_for, needs_consent_hold
-from cadence.core.model import BlockReason, Guardrails, HoldReason, Lead, LegalBasis
+from cadence.core.model import BlockReason, Guardrails, HoldReason, Lead, LegalBasis, SentRecord
 from cadence.core.pacing import (
     DAY_US,
     FOREVER_US,
@@ -59,6 +59,15 @@ class PlanUnscheduled:
     to: str
     step: int
     reason: str = HORIZON
+
+
+@dataclass(frozen=True, slots=True)
+class LeadProgress:
+    """Where a lead of a running campaign stands: the next step it waits for, and when that step is due
+    (None: as soon as the rules allow). A fresh lead is `LeadProgress()`."""
+
+    next_step: int = 1
+    due: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,12 +232,24 @@ def plan_campaign(
     suppressed_addresses: frozenset[str] = frozenset(),
     suppressed_domains: frozenset[str] = frozenset(),
     workspace: bool = False,
+    progress: Sequence[LeadProgress] | None = None,
+    history: Sequence[SentRecord] = (),
+    warmup_started_at: datetime | None = None,
+    pace_factor: float = 1.0,
 ) -> PlanResult:
     """Plan every step for every lead from `start` until `start + horizon_days`.
 
     `step_delays_days[i]`: days to wait after the previous step (for the first: after `start`).
     Leads are taken in the given order; a repeated address is blocked as a duplicate.
+
+    For a campaign already running: `progress[i]` says where `leads[i]` stands (its remaining steps are
+    planned, due follow-ups before first touches), `history` is the ledger already sent (it counts against
+    the rolling caps), `warmup_started_at` and `pace_factor` are the account's.
     """
+    if progress is not None and len(progress) != len(leads):
+        raise ValueError("progress must give one entry per lead")
+    if progress is not None and any(not 1 <= entry.next_step <= len(step_delays_days) for entry in progress):
+        raise ValueError("a lead's next step must be one of the campaign's steps")
     if not step_delays_days:
         raise ValueError("a campaign needs at least one step")
     if any(not math.isfinite(delay) or delay < 0 for delay in step_delays_days):
@@ -237,7 +258,12 @@ def plan_campaign(
         raise ValueError("the horizon must be a positive number of days")
     if horizon_days > 3660:
         raise ValueError("the horizon is limited to ten years")
-    rules = PacingRules(guardrails, warmup_started_at=start, workspace=workspace)
+    rules = PacingRules(
+        guardrails,
+        warmup_started_at=start if warmup_started_at is None else warmup_started_at,
+        pace_factor=pace_factor,
+        workspace=workspace,
+    )
     start_us = to_us(start)
     horizon_end = start_us + round(horizon_days * DAY_US)
     delays_us = [round(delay * DAY_US) for delay in step_delays_days]
@@ -267,6 +293,7 @@ def plan_campaign(
             held.append(PlanHeld(email, HoldReason.CONSENT_REQUIRED))
             continue
         state = _LeadState(email, order, legal_basis_for(email))
+        standing = progress[order] if progress is not None else None
         states.append(state)
         tz_name = (
             lead.timezone if guardrails.use_recipient_timezone and lead.timezone else guardrails.timezone
@@ -275,9 +302,14 @@ def plan_campaign(
         if pool is None:
             tz = sender_tz if tz_name == guardrails.timezone else zone(tz_name)
             pool = pools[tz_name] = _Pool(tz, start_us + delays_us[0])
-        pool.add_first(state)
+        if standing is None or (standing.next_step == 1 and standing.due is None):
+            pool.add_first(state)
+        else:
+            state.next_step = standing.next_step
+            due = start_us if standing.due is None else max(start_us, to_us(standing.due))
+            pool.add_followup(due, state)
 
-    index = LedgerIndex()
+    index = LedgerIndex.from_records(history) if history else LedgerIndex()
     sends: list[PlannedSend] = []
     ordered_pools = [pools[name] for name in sorted(pools)]
     now = start_us

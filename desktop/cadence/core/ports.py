@@ -154,6 +154,27 @@ class CampaignCounts:
     latest_due: Mapping[model.MessageState, datetime]  # the latest next_attempt_at of each state's messages
 
 
+@dataclass(frozen=True, slots=True)
+class OpenStep:
+    """A lead's unsent message in a campaign, as the finish estimate needs it (Store.list_open_steps)."""
+
+    lead: model.Lead
+    lead_status: model.LeadStatus
+    step_index: int
+    state: model.MessageState
+    next_attempt_at: datetime | None
+    resume_at: datetime | None = None  # the lead is paused until then (an auto-reply's return date)
+
+
+@dataclass(frozen=True, slots=True)
+class SentCopyPending:
+    """A sent message with no recorded copy in the account's Sent folder (Store.list_missing_sent_copies)."""
+
+    outbox_id: int
+    message_id: str
+    sent_at: datetime
+
+
 class RecordNotFound(LookupError):
     """An id or Message-ID the caller named does not exist."""
 
@@ -207,6 +228,7 @@ class Store(Protocol):
     def set_campaign_status(self, campaign_id: int, *, status: model.CampaignStatus) -> model.Campaign: ...
     def add_leads(self, campaign_id: int, *, leads: Iterable[model.Lead], now: datetime) -> int: ...
     def get_lead(self, lead_id: int) -> model.CampaignLead: ...
+    def get_leads(self, lead_ids: Iterable[int]) -> dict[int, model.CampaignLead]: ...
     def list_leads(
         self,
         campaign_id: int,
@@ -216,8 +238,16 @@ class Store(Protocol):
         offset: int = 0,
     ) -> tuple[model.CampaignLead, ...]: ...
     def count_leads(self, campaign_id: int) -> dict[model.LeadStatus, int]: ...
-    def lead_ids_by_email(self, campaign_id: int) -> dict[str, int]: ...
+    def lead_ids_by_email(
+        self, campaign_id: int, *, emails: Iterable[str] | None = None
+    ) -> dict[str, int]: ...
     def count_by_campaign(self) -> dict[int, CampaignCounts]: ...
+    def list_open_steps(
+        self, campaign_id: int, *, states: Iterable[model.MessageState]
+    ) -> tuple[OpenStep, ...]:
+        """The campaign's messages in `states` with their leads, oldest first (created_at, id)."""
+        ...
+
     def stop_address(
         self, address: str, *, status: model.LeadStatus, now: datetime, reason: str
     ) -> tuple[int, ...]: ...
@@ -292,6 +322,17 @@ class Store(Protocol):
     ) -> model.OutboxMessage: ...
     def requeue_in_doubt(self, message_id: str, *, at: datetime) -> model.OutboxMessage: ...
     def list_in_doubt(self, account_id: int) -> tuple[model.OutboxMessage, ...]: ...
+    def list_missing_sent_copies(
+        self, account_id: int, *, since: datetime, limit: int
+    ) -> tuple[SentCopyPending, ...]:
+        """Messages sent since `since` (newest first, at most `limit`) with their MIME kept and no copy in the
+        account's Sent folder recorded."""
+        ...
+
+    def has_sent_copy(self, outbox_id: int) -> bool: ...
+    def record_sent_copy(self, message_id: str, *, at: datetime) -> bool:
+        """The copy of this sent message is in the account's Sent folder; whether that is news."""
+        ...
 
     # ledger, suppression, audit
     def add_ledger_entry(self, entry: model.LedgerEntry) -> bool: ...
@@ -314,6 +355,10 @@ class Store(Protocol):
     ) -> model.Suppression: ...
     def remove_suppression(self, value: str) -> bool: ...
     def find_suppression(self, address: str) -> model.Suppression | None: ...
+    def get_evidence(self, evidence_id: int) -> bytes:
+        """The raw bounce, reply or SMTP transcript kept for a suppression; RecordNotFound once erased."""
+        ...
+
     def erase_person(self, address: str, *, now: datetime) -> model.ErasureOutcome:
         """GDPR erasure in one transaction: leads and messages deleted, ledger/audit rows anonymised, only a
         salted hash kept on the suppression list. ValueError while a message to them is being sent."""
@@ -336,6 +381,13 @@ class Store(Protocol):
     ) -> tuple[model.AuditEntry, ...]: ...
 
     # inbound
+    def count_inbound_by_day(
+        self, account_id: int, *, first_day: date, last_day: date, timezone: str
+    ) -> dict[date, dict[model.InboundKind, int]]:
+        """Inbound events (replies, bounces, unsubscribes, …) per local day of `timezone`, by kind, from
+        `first_day` through `last_day`; days without events are absent. One grouped query."""
+        ...
+
     def get_mailbox_state(self, account_id: int, *, folder: str) -> model.MailboxState | None: ...
     def apply_inbound_batch(
         self,
@@ -639,6 +691,30 @@ class ProgressiveCampaignCreator(Protocol):
         on_progress: Callable[[ImportProgress], None],
         stop: StopFlag,
     ) -> int: ...
+
+
+@runtime_checkable
+class SuppressionEvidenceReader(Protocol):
+    """A runtime that can show why an address was suppressed: the raw bounce, reply or SMTP transcript."""
+
+    async def suppression_evidence(self, evidence_id: int) -> str:
+        """The evidence as text; UserFacingError when it is no longer kept."""
+        ...
+
+
+@runtime_checkable
+class BulkQueueActor(Protocol):
+    """A runtime that approves or rejects every waiting draft matching a selection, in batches off the event
+    loop, reporting (done, total) after each batch; the scheduler is woken once at the end. The queue tab's
+    "select all" uses it when the runtime offers it."""
+
+    async def act_on_pending(
+        self,
+        selection: views.DraftSelection,
+        *,
+        approve: bool,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> views.BulkResult: ...
 
 
 class StopFlag(Protocol):

@@ -42,7 +42,7 @@ class CampaignSummary:
     finish_estimate: datetime | None = None  # None: nothing left to send, or not running
     steps: tuple[Step, ...] = ()
     paused_reason: str | None = None
-    # why a running campaign shows no finish date: "estimating…", "account paused: …" ("" otherwise)
+    # why a running campaign shows no finish date: "estimating…", "account paused (…)" ("" otherwise)
     finish_note: str = ""
 
 

@@ -11,13 +11,16 @@ settles an in-doubt send with the same Message-ID, or counts as a manual send in
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
-from collections.abc import Sequence
-from datetime import UTC, datetime, time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any, TypeVar
 
 from cadence.core import retry
 from cadence.core.model import (
@@ -35,13 +38,14 @@ from cadence.core.model import (
     SentFolderKind,
     SuppressionReason,
 )
-from cadence.core.ports import Clock, MailboxError, Store, SystemClock
+from cadence.core.ports import Clock, MailboxError, MailboxErrorKind, RecordNotFound, Store, SystemClock
 from cadence.services.dbworker import DbWorker
 from cadence.services.events import EventBus, SendEvent, SendEventKind
-from cadence.services.inbox import InboxWatcher
+from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
 from cadence.services.scheduler import THROTTLE_PACE, follow_up_draft
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _STOPPING = {
     InboundKind.COMPLAINT: (SuppressionReason.COMPLAINT, LeadStatus.UNSUBSCRIBED),
@@ -293,31 +297,195 @@ class InboxEffects:
             )
 
 
+SENT_COPY_WINDOW = timedelta(days=7)  # the catch-up looks this far back for sent messages without a copy
+SENT_COPY_BATCH = 50  # messages looked at per catch-up pass (each costs a SEARCH, maybe an APPEND)
+SENT_COPY_RETRY = timedelta(minutes=15)  # failures are tried again at the first watcher pass after this
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpReport:
+    """One catch-up pass of an account: copies found already in Sent (recorded), appended, failed."""
+
+    account_id: int
+    found: int = 0
+    appended: int = 0
+    failed: int = 0
+    more: bool = False  # the batch was full or the pass stopped early: more may be waiting
+
+
 class SentFolderCopier:
     """For providers that do not file submitted mail in Sent themselves (SentFolderKind.APP_APPENDS): after
     each delivery, APPEND the exact bytes that were sent to the account's Sent folder, so the user sees what
-    went out. Subscribe `on_event` to the scheduler's events; `aclose()` waits for copies in progress."""
+    went out, and record that the copy is there (messages.sent_copy_at).
 
-    def __init__(self, *, store: Store, db: DbWorker, watcher: InboxWatcher) -> None:
+    A process killed between the delivery and the APPEND (or a message the user marked sent) leaves no
+    record: the catch-up, run when the account's watcher connects (start and every reconnect), looks for
+    each such message of the last 7 days in Sent by Message-ID first (the APPEND may have succeeded just
+    before the kill) and appends it only when it is missing. Subscribe `on_event` to the scheduler's events
+    and `on_inbox_event` to the watcher's; `aclose()` waits for copies in progress."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        db: DbWorker,
+        watcher: InboxWatcher,
+        clock: Clock | None = None,
+        window: timedelta = SENT_COPY_WINDOW,
+        batch: int = SENT_COPY_BATCH,
+        retry_after: timedelta = SENT_COPY_RETRY,
+    ) -> None:
         self._store = store
         self._db = db
         self._watcher = watcher
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._clock: Clock = clock or SystemClock()
+        self._window = window
+        self._batch = batch
+        self._retry_after = retry_after
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._copying: set[int] = set()  # outbox ids one path is copying: the other leaves them alone
+        self._catching_up: dict[int, asyncio.Task[CatchUpReport]] = {}
+        self._again: set[int] = set()  # accounts that connected again while their catch-up ran
+        self._next_due: dict[int, datetime] = {}  # accounts with work left: when to look again
+        self._closing = False
 
     def on_event(self, event: SendEvent) -> None:
+        if self._closing:
+            return
         if event.kind is not SendEventKind.SENT or event.account_id is None or event.outbox_id is None:
             return
         if event.account_id not in self._watcher.accounts:
             return
-        task = asyncio.get_running_loop().create_task(self._copy(event.account_id, event.outbox_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._copy(event.account_id, event.outbox_id))
+
+    def on_inbox_event(self, event: InboxEvent) -> None:
+        """The catch-up runs on every (re)connection, and after a pass when the last catch-up left work."""
+        if self._closing:
+            return
+        if event.kind is InboxEventKind.CONNECTED:
+            self.request_catch_up(event.account_id)
+        elif event.kind is InboxEventKind.SYNCED:
+            due = self._next_due.get(event.account_id)
+            if due is not None and self._clock.now() >= due:
+                self.request_catch_up(event.account_id)
+
+    def request_catch_up(self, account_id: int) -> None:
+        """Start a catch-up pass for the account (or one more after the running one); no-op when its
+        mailbox is not watched (the watcher's next connection runs one)."""
+        if self._closing or account_id not in self._watcher.accounts:
+            return
+        if account_id in self._catching_up:
+            self._again.add(account_id)
+            return
+        self._next_due.pop(account_id, None)
+        task = self._spawn(self.catch_up(account_id))
+        self._catching_up[account_id] = task
+
+        def finished(done: asyncio.Task[CatchUpReport]) -> None:
+            self._catching_up.pop(account_id, None)
+            if account_id in self._again and not self._closing:
+                self._again.discard(account_id)
+                self.request_catch_up(account_id)
+
+        task.add_done_callback(finished)
+
+    def catching_up(self, account_id: int) -> bool:
+        return account_id in self._catching_up
+
+    async def catch_up(self, account_id: int) -> CatchUpReport:
+        """One bounded pass: sent messages of the last 7 days without a recorded copy are looked for in Sent
+        (recorded when there) and appended when missing. Never raises; failures wait for the next pass."""
+        found = appended = failed = 0
+        more = False
+        try:
+            account = await self._db.call(self._store.get_account, account_id)
+            if account.settings.sent_folder_kind is not SentFolderKind.APP_APPENDS:
+                return CatchUpReport(account_id)
+            since = self._clock.now() - self._window
+            pending = await self._db.call(
+                functools.partial(
+                    self._store.list_missing_sent_copies, account_id, since=since, limit=self._batch
+                )
+            )
+            more = len(pending) >= self._batch
+            for item in pending:
+                if self._closing:
+                    more = True
+                    break
+                if item.outbox_id in self._copying:
+                    continue  # its own copy is being made right now
+                self._copying.add(item.outbox_id)
+                try:
+                    outcome = await self._catch_up_one(account_id, item.outbox_id, item.message_id)
+                except MailboxError as exc:
+                    failed += 1
+                    log.warning(
+                        "account %d: the copy of message %d is not in Sent yet, trying again later: %s",
+                        account_id,
+                        item.outbox_id,
+                        exc,
+                    )
+                    if exc.needs_user or exc.kind in (
+                        MailboxErrorKind.TIMEOUT,
+                        MailboxErrorKind.CONNECTION_LOST,
+                        MailboxErrorKind.FOLDER_MISSING,
+                    ):
+                        more = True
+                        break  # the mailbox cannot be asked now: the next connection tries again
+                    continue
+                finally:
+                    self._copying.discard(item.outbox_id)
+                if outcome == "found":
+                    found += 1
+                elif outcome == "appended":
+                    appended += 1
+        except (ValueError, RecordNotFound):  # the account is no longer watched (or was deleted meanwhile)
+            return CatchUpReport(account_id, found=found, appended=appended, failed=failed)
+        except Exception:
+            log.exception("account %d: catching up on copies in Sent failed", account_id)
+            failed += 1
+        report = CatchUpReport(account_id, found=found, appended=appended, failed=failed, more=more)
+        if found or appended or failed:
+            log.info(
+                "account %d: copies in Sent caught up: %d already there (recorded), %d appended, %d failed%s",
+                account_id,
+                found,
+                appended,
+                failed,
+                "; more next pass" if more else "",
+            )
+        if more or failed:
+            delay = timedelta(0) if more and not failed else self._retry_after
+            self._next_due[account_id] = self._clock.now() + delay
+        return report
+
+    async def _catch_up_one(self, account_id: int, outbox_id: int, message_id: str) -> str:
+        try:
+            if await self._db.call(self._store.has_sent_copy, outbox_id):
+                return "recorded"  # the SENT event's copy finished after the list was read
+        except RecordNotFound:
+            return "gone"  # its person was erased meanwhile
+        there = await self._watcher.find_in_sent(account_id, message_id, timeout_s=60)
+        if there is None:
+            raise MailboxError("This mailbox has no Sent folder.", kind=MailboxErrorKind.FOLDER_MISSING)
+        if not there:
+            raw = await self._db.call(self._store.get_mime, message_id)
+            if raw is None:
+                return "gone"  # erased meanwhile
+            await self._watcher.append_to_sent(account_id, raw, timeout_s=120)
+        await self._db.call(functools.partial(self._store.record_sent_copy, message_id, at=self._clock.now()))
+        return "found" if there else "appended"
 
     async def _copy(self, account_id: int, outbox_id: int) -> None:
+        if outbox_id in self._copying:
+            return  # the catch-up has it
+        self._copying.add(outbox_id)
         try:
             account = await self._db.call(self._store.get_account, account_id)
             if account.settings.sent_folder_kind is not SentFolderKind.APP_APPENDS:
                 return
+            if await self._db.call(self._store.has_sent_copy, outbox_id):
+                return  # the catch-up made it between the delivery and this event
             message = await self._db.call(self._store.get_message, outbox_id)
             if message.message_id is None:
                 return
@@ -325,12 +493,29 @@ class SentFolderCopier:
             if raw is None:
                 return
             await self._watcher.append_to_sent(account_id, raw, timeout_s=120)
+            await self._db.call(
+                functools.partial(self._store.record_sent_copy, message.message_id, at=self._clock.now())
+            )
+        except RecordNotFound:
+            pass  # its person was erased meanwhile
         except MailboxError as exc:
-            log.warning("the copy of message %d was not stored in Sent: %s", outbox_id, exc)
+            log.warning(
+                "the copy of message %d was not stored in Sent (the catch-up tries again): %s", outbox_id, exc
+            )
+            self._next_due.setdefault(account_id, self._clock.now() + self._retry_after)
         except Exception:
             log.exception("storing the copy of message %d in Sent failed", outbox_id)
+        finally:
+            self._copying.discard(outbox_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def aclose(self) -> None:
+        self._closing = True
         tasks = list(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=30)

@@ -7,9 +7,9 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import cast
 
 from cadence.core import views as v
@@ -21,12 +21,13 @@ from cadence.core.model import (
     AccountSettings,
     AuditEntry,
     AuditResult,
-    CampaignLead,
     CampaignStatus,
     ConnectionSecurity,
     DeferReason,
+    InboundKind,
     Lead,
     LeadStatus,
+    LedgerEntry,
     LedgerKind,
     MessageState,
     OutboxMessage,
@@ -35,7 +36,7 @@ from cadence.core.model import (
     SuppressionReason,
 )
 from cadence.core.oauth import OAuthProvider, provider_for_method
-from cadence.core.pacing import capacity_report, check_guardrails, warmup_cap
+from cadence.core.pacing import capacity_report, check_guardrails, warmup_cap, zone
 from cadence.core.ports import (
     AccountSecretStore,
     CampaignCounts,
@@ -52,18 +53,21 @@ from cadence.core.ports import (
     Store,
     SystemClock,
     UserFacingError,
+    real_seconds,
 )
 from cadence.core.risk import find_risks
 from cadence.core.templates import TemplateError, missing_values, render_step
+from cadence.services import notices
 from cadence.services.accounts import AccountSetupFactory, AccountSetupService
 from cadence.services.dbworker import DbWorker
 from cadence.services.domain_guard import RecipientDomainGuard
 from cadence.services.events import EventBus, SendEvent, SendEventKind
+from cadence.services.finish_estimate import ESTIMATING, FinishEstimates
 from cadence.services.in_doubt import InDoubtSettler, MailboxFirst
 from cadence.services.inbox import InboxEvent, InboxEventKind, InboxWatcher
 from cadence.services.inbox_effects import InboxEffects, SentFolderCopier
 from cadence.services.lead_import import create_campaign_in_chunks, csv_header, remap_header
-from cadence.services.scheduler import MailerFactory, Scheduler, draft_for_step, follow_up_draft
+from cadence.services.scheduler import MailerFactory, Scheduler, follow_up_draft
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +183,15 @@ class Runtime:
             clock=self._clock,
             on_requeued=self.scheduler.wake,
         )
+        self.estimates = FinishEstimates(
+            store=store,
+            db=self._db,
+            clock=self._clock,
+            on_ready=lambda campaign_id: self._emit(v.CampaignsChanged(campaign_id)),
+        )
         self._activity_seq = 10**9  # ids of live activity entries (audit rows keep their own ids)
         self._closed = False
+        self._waiting_drafts_task: asyncio.Task[None] | None = None
 
     # --- life cycle -------------------------------------------------------------------------------------
 
@@ -189,6 +200,32 @@ class Runtime:
         for account in await self._db.call(self._store.list_accounts):
             await self._watch(account)
         self.in_doubt.start()
+        self._waiting_drafts_task = asyncio.get_running_loop().create_task(
+            self._watch_waiting_drafts(), name="waiting-drafts"
+        )
+
+    async def _watch_waiting_drafts(self) -> None:
+        while True:
+            try:
+                await self.notify_waiting_drafts()
+            except Exception:
+                log.exception("the approval queue could not be checked for drafts waiting over 24 h")
+            await asyncio.sleep(real_seconds(self._clock, WAITING_DRAFTS_CHECK_S))
+
+    async def notify_waiting_drafts(self) -> int:
+        """Tell the user (once per draft) about drafts waiting for approval more than 24 h; returns how
+        many were newly over. Runs at start and every few minutes."""
+        newly = await self._db.call(notices.claim_waiting_drafts_notice, self._store, now=self._clock.now())
+        if newly:
+            self.send_events.publish(
+                SendEvent(
+                    kind=SendEventKind.DRAFTS_WAITING,
+                    account_id=None,
+                    at=self._clock.now(),
+                    detail=f"{newly:,} draft(s) have waited more than 24 hours for your approval.",
+                )
+            )
+        return newly
 
     async def _before_batch(self, account_id: int) -> None:
         await self.mailbox_first(account_id)
@@ -226,6 +263,10 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self._waiting_drafts_task is not None:
+            self._waiting_drafts_task.cancel()
+            await asyncio.gather(self._waiting_drafts_task, return_exceptions=True)
+        await self.estimates.aclose()
         await self.scheduler.stop()
         await self.in_doubt.aclose()
         await self.sent_copier.aclose()
@@ -261,18 +302,15 @@ class Runtime:
         )
         self._emit(v.DeliverabilityChanged())
         self._emit(v.CampaignsChanged())
-        if event.kind is SendEventKind.PAUSED and event.detail.startswith("Automatic pause"):
-            notice_kind = (
-                v.NoticeKind.BREAKER_PAUSE if "bounce" in event.detail else v.NoticeKind.PROVIDER_BLOCK
-            )
-            if "login" in event.detail:
-                notice_kind = v.NoticeKind.AUTH_FAILURE
-            self._emit(v.Notice(notice_kind, "Sending paused", event.detail))
+        notice = _notice_for(event)
+        if notice is not None:
+            self._emit(notice)
         if event.kind in (SendEventKind.SUPPRESSED, SendEventKind.INBOX):
             self._emit(v.SuppressionsChanged())
 
     def _on_inbox_event(self, event: InboxEvent) -> None:
         self.mailbox_first.on_inbox_event(event)
+        self.sent_copier.on_inbox_event(event)  # missing copies in Sent are caught up on each connection
         if event.kind is InboxEventKind.ERROR:
             self._activity_seq += 1
             self._emit(
@@ -386,19 +424,7 @@ class Runtime:
         last_7 = [e for e in week if e.at >= now - timedelta(days=7)]
         sends_7 = sum(1 for e in last_7 if e.kind is LedgerKind.SENT and not e.manual)
         bounces_7 = sum(1 for e in last_7 if e.kind is LedgerKind.HARD_BOUNCE)
-        daily: list[v.DailyCounts] = []
-        for offset in range(13, -1, -1):
-            day = (now - timedelta(days=offset)).date()
-            rows = [e for e in week if e.at.date() == day]
-            daily.append(
-                v.DailyCounts(
-                    day=day,
-                    sent=sum(1 for e in rows if e.kind is LedgerKind.SENT and not e.manual),
-                    bounced=sum(1 for e in rows if e.kind is LedgerKind.HARD_BOUNCE),
-                    replied=0,
-                    unsubscribed=0,
-                )
-            )
+        daily = self._daily_counts(account.id, ledger=week, now=now, timezone=guardrails.timezone)
         started = account.warmup_started_at or now
         day_number = max(0, (now - started).days)
         today_cap = warmup_cap(guardrails, days_since_start=day_number) or guardrails.daily_cap
@@ -458,6 +484,40 @@ class Runtime:
             account_email=account.email,
         )
 
+    def _daily_counts(
+        self, account_id: int, *, ledger: Sequence[LedgerEntry], now: datetime, timezone: str
+    ) -> tuple[v.DailyCounts, ...]:
+        """The chart's last CHART_DAYS local days (the account's time zone): sends and hard bounces from the
+        ledger, replies and opt-outs (unsubscribe, not interested) from the inbound events."""
+        tz = zone(timezone)
+        today = now.astimezone(tz).date()
+        first_day = today - timedelta(days=CHART_DAYS - 1)
+        sent: dict[date, int] = {}
+        bounced: dict[date, int] = {}
+        for entry in ledger:
+            day = entry.at.astimezone(tz).date()
+            if entry.kind is LedgerKind.SENT and not entry.manual:
+                sent[day] = sent.get(day, 0) + 1
+            elif entry.kind is LedgerKind.HARD_BOUNCE:
+                bounced[day] = bounced.get(day, 0) + 1
+        inbound = self._store.count_inbound_by_day(
+            account_id, first_day=first_day, last_day=today, timezone=timezone
+        )
+        days = []
+        for offset in range(CHART_DAYS):
+            day = first_day + timedelta(days=offset)
+            kinds = inbound.get(day, {})
+            days.append(
+                v.DailyCounts(
+                    day=day,
+                    sent=sent.get(day, 0),
+                    bounced=bounced.get(day, 0),
+                    replied=kinds.get(InboundKind.REPLY, 0),
+                    unsubscribed=sum(kinds.get(kind, 0) for kind in _OPT_OUTS),
+                )
+            )
+        return tuple(days)
+
     async def pause(self, account_id: int | None, *, reason: str) -> None:
         await self._known_account(account_id)
         await self.scheduler.pause(account_id, reason=reason)
@@ -479,25 +539,61 @@ class Runtime:
     # --- campaigns --------------------------------------------------------------------------------------
 
     async def list_campaigns(self) -> list[v.CampaignSummary]:
-        return await self._db.call(self._campaigns_sync)
+        listed = await self._db.call(self._campaigns_sync)
+        summaries = [self._with_estimate(summary, fingerprint) for summary, fingerprint in listed]
+        pending = self.estimates.pending()
+        if pending and any(summary.finish_note == ESTIMATING for summary in summaries):
+            # small campaigns are planned in a blink: show their date rather than "estimating…"
+            await asyncio.wait(pending, timeout=ESTIMATE_WAIT_S)
+            summaries = [self._with_estimate(summary, fingerprint) for summary, fingerprint in listed]
+        return summaries
 
-    def _campaigns_sync(self) -> list[v.CampaignSummary]:
-        now = self._clock.now()
+    def _with_estimate(self, summary: v.CampaignSummary, fingerprint: Hashable) -> v.CampaignSummary:
+        """The campaign with its finish date from core.planner (cached; planned in the background)."""
+        if summary.status is not v.CampaignStatus.RUNNING:
+            return summary
+        estimate = self.estimates.lookup(summary.id, fingerprint=fingerprint)
+        if estimate is None:
+            return replace(summary, finish_note=ESTIMATING)
+        return replace(summary, finish_estimate=estimate.finish, finish_note=estimate.note)
+
+    def _campaigns_sync(self) -> list[tuple[v.CampaignSummary, Hashable]]:
         accounts = self._store.list_accounts()
         emails = {a.id: a.email for a in accounts}
-        per_day = {
-            a.id: capacity_report(
-                guardrails=a.settings.guardrails, snapshot=self._store.snapshot(a.id, now=now)
-            ).effective_daily_cap
+        summaries: list[tuple[v.CampaignSummary, Hashable]] = []
+        counts = self._store.count_by_campaign()
+        campaigns = self._store.list_campaigns()
+        # what the estimate depends on: the account's settings and state, everything its campaigns sent
+        account_state: dict[int, Hashable] = {
+            a.id: (
+                a.settings.guardrails,
+                a.paused_reason,
+                a.paused_until,
+                a.backoff_until,
+                a.pace_factor,
+                a.warmup_started_at,
+                tuple(
+                    sorted(
+                        (c.id, state.value, n)
+                        for c in campaigns
+                        if c.account_id == a.id
+                        for state, n in counts.get(c.id, _NO_COUNTS).messages.items()
+                    )
+                ),
+            )
             for a in accounts
         }
-        summaries = []
-        counts = self._store.count_by_campaign()
-        for campaign in self._store.list_campaigns():
+        for campaign in campaigns:
             tally = counts.get(campaign.id, _NO_COUNTS)
             leads = tally.leads
             states = tally.messages
-            latest_due = max([now, *(due for state, due in tally.latest_due.items() if state in _CLAIMABLE)])
+            fingerprint = (
+                campaign.status,
+                campaign.steps,
+                tuple(sorted((state.value, due) for state, due in tally.latest_due.items())),
+                tuple(sorted((status.value, n) for status, n in leads.items())),
+                account_state.get(campaign.account_id),
+            )
             status = {
                 CampaignStatus.ACTIVE: v.CampaignStatus.RUNNING,
                 CampaignStatus.PAUSED: v.CampaignStatus.PAUSED,
@@ -505,30 +601,21 @@ class Runtime:
             }[campaign.status]
             if campaign.status is CampaignStatus.PAUSED and not states.get(MessageState.SENT):
                 status = v.CampaignStatus.DRAFT
-            waiting = sum(
-                states.get(s, 0) for s in (MessageState.APPROVED, MessageState.QUEUED, MessageState.DEFERRED)
+            summary = v.CampaignSummary(
+                id=campaign.id,
+                name=campaign.name,
+                status=status,
+                account_email=emails.get(campaign.account_id, ""),
+                leads=sum(leads.values()),
+                sent=states.get(MessageState.SENT, 0),
+                replied=leads.get(LeadStatus.REPLIED, 0),
+                bounced=leads.get(LeadStatus.BOUNCED, 0),
+                unsubscribed=leads.get(LeadStatus.UNSUBSCRIBED, 0),
+                held=states.get(MessageState.PENDING_APPROVAL, 0),
+                created_at=campaign.created_at,
+                steps=campaign.steps,
             )
-            estimate = None
-            if status is v.CampaignStatus.RUNNING and waiting:
-                days_of_sending = -(-waiting // max(1, per_day.get(campaign.account_id, 1)))
-                estimate = max(now + timedelta(days=days_of_sending), latest_due)
-            summaries.append(
-                v.CampaignSummary(
-                    id=campaign.id,
-                    name=campaign.name,
-                    status=status,
-                    account_email=emails.get(campaign.account_id, ""),
-                    leads=sum(leads.values()),
-                    sent=states.get(MessageState.SENT, 0),
-                    replied=leads.get(LeadStatus.REPLIED, 0),
-                    bounced=leads.get(LeadStatus.BOUNCED, 0),
-                    unsubscribed=leads.get(LeadStatus.UNSUBSCRIBED, 0),
-                    held=states.get(MessageState.PENDING_APPROVAL, 0),
-                    created_at=campaign.created_at,
-                    finish_estimate=estimate,
-                    steps=campaign.steps,
-                )
-            )
+            summaries.append((summary, fingerprint))
         return summaries
 
     async def import_leads_preview(
@@ -592,71 +679,17 @@ class Runtime:
         return campaign_id
 
     async def create_campaign(self, spec: v.NewCampaign) -> int:
-        if not spec.name.strip():
-            raise UserFacingError("Give the campaign a name.")
-        if not spec.steps:
-            raise UserFacingError("A campaign needs at least one step.")
-        try:
-            # decoding and remapping a large file is heavy: off the event loop, with the parse
-            parsed = await asyncio.to_thread(
-                lambda: parse_leads_csv(_remapped_csv(spec.csv_bytes, spec.mapping)[2])
-            )
-        except LeadsFileError as exc:
-            raise UserFacingError(str(exc)) from exc
-        if not parsed.leads:
-            raise UserFacingError("No usable leads in the file.")
-        steps = tuple(replace(step, index=number) for number, step in enumerate(spec.steps, start=1))
-        for step in steps:
-            try:
-                render_step(step, lead=parsed.leads[0])
-            except TemplateError as exc:
-                raise UserFacingError(f"Step {step.index}: {exc}") from exc
-        campaign_id = await self._db.call(self._create_campaign_sync, spec, steps, parsed.leads)
+        """The same import as create_campaign_with_progress (parsed off the loop, written in chunks while
+        the next chunk's drafts are rendered), without progress reports or a way to stop it. Without a
+        mapping, the columns are mapped by their names."""
+        if cast(Mapping[str, str] | None, spec.mapping) is None:
+            columns = (await asyncio.to_thread(csv_header, spec.csv_bytes))[0]
+            spec = replace(spec, mapping=_guess_mapping(columns))
+        campaign_id = await create_campaign_in_chunks(spec, store=self._store, db=self._db, clock=self._clock)
         self._emit(v.CampaignsChanged(campaign_id))
         self._emit(v.QueueChanged(await self.count_pending()))
         self.scheduler.wake(spec.account_id)
         return campaign_id
-
-    def _create_campaign_sync(
-        self, spec: v.NewCampaign, steps: tuple[Step, ...], leads: Sequence[Lead]
-    ) -> int:
-        now = self._clock.now()
-        try:
-            account = self._store.get_account(spec.account_id)
-        except RecordNotFound:
-            raise UserFacingError("The sending account no longer exists.") from None
-        status = CampaignStatus.ACTIVE if spec.start_now else CampaignStatus.PAUSED
-        campaign = self._store.create_campaign(
-            name=spec.name.strip(), account_id=account.id, steps=steps, now=now, status=status
-        )
-        self._store.add_leads(campaign.id, leads=leads, now=now)
-        # the leads just written, rebuilt from memory: the store keeps the first of each address, lower-cased
-        lead_ids = self._store.lead_ids_by_email(campaign.id)
-        drafts = []
-        for lead in leads:
-            address = lead.email.strip().lower()
-            lead_id = lead_ids.pop(address, None)
-            if lead_id is None:
-                continue
-            enrolled = CampaignLead(
-                campaign_id=campaign.id,
-                lead=replace(lead, email=address, id=lead_id),
-                status=LeadStatus.NEW,
-                created_at=now,
-            )
-            try:
-                drafts.append(
-                    draft_for_step(
-                        campaign_id=campaign.id,
-                        lead=enrolled,
-                        step=steps[0],
-                        guardrails=account.settings.guardrails,
-                    )
-                )
-            except TemplateError:
-                log.warning("lead %s: step 1 cannot be rendered", address)
-        self._store.create_drafts_bulk(drafts, now=now)
-        return campaign.id
 
     async def start_campaign(self, campaign_id: int) -> None:
         await self._set_campaign(campaign_id, CampaignStatus.ACTIVE)
@@ -736,10 +769,15 @@ class Runtime:
         now = self._clock.now()
         names = {c.id: c.name for c in self._store.list_campaigns()}
         drafts = []
-        for message in self._store.list_messages(
+        messages = self._store.list_messages(
             states=[MessageState.PENDING_APPROVAL], limit=limit, offset=offset
-        ):
-            lead = self._store.get_lead(message.lead_id).lead
+        )
+        leads = self._store.get_leads(message.lead_id for message in messages)  # one query, not one each
+        for message in messages:
+            enrolled = leads.get(message.lead_id)
+            if enrolled is None:  # erased since the page was read
+                continue
+            lead = enrolled.lead
             drafts.append(
                 v.PendingDraft(
                     id=message.id,
@@ -772,11 +810,79 @@ class Runtime:
             self._store.reject, list(draft_ids), now=self._clock.now(), reason="rejected"
         )
         await self._audit_ids(outcome.changed, AuditResult.REJECTED, "rejected")
+        if outcome.changed:  # rejecting a running campaign's last draft finishes it
+            for account in await self._db.call(self._store.list_accounts):
+                await self.scheduler.finish_settled_campaigns(account.id)
         self._emit(v.QueueChanged(await self.count_pending()))
         return v.BulkResult(
             done=len(outcome.changed),
             failed=tuple(v.ActionFailure(i, "no longer waiting for approval") for i in outcome.skipped),
         )
+
+    async def act_on_pending(
+        self,
+        selection: v.DraftSelection,
+        *,
+        approve: bool,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> v.BulkResult:
+        """core.ports.BulkQueueActor: the queue's "select all" over every matching draft, not the loaded
+        page. Each batch is one transaction on the database thread; the loop turns between batches."""
+        drafts = await self._db.call(self._pending_matching, selection)
+        total = len(drafts)
+        done = 0
+        failed: list[v.ActionFailure] = []
+        ids = list(drafts)
+        for start in range(0, total, BULK_BATCH):
+            batch = ids[start : start + BULK_BATCH]
+            now = self._clock.now()
+            if approve:
+                outcome = await self._db.call(self._store.approve, batch, now=now)
+            else:
+                outcome = await self._db.call(self._store.reject, batch, now=now, reason="rejected")
+            result = AuditResult.APPROVED if approve else AuditResult.REJECTED
+            entries = [
+                replace(drafts[i], at=now, result=result, reason=result.value) for i in outcome.changed
+            ]
+            if entries:
+                await self._db.call(self._store.append_audit, entries)
+            done += len(outcome.changed)
+            failed.extend(v.ActionFailure(i, "no longer waiting for approval") for i in outcome.skipped)
+            if on_progress is not None:
+                on_progress(start + len(batch), total)
+        if approve and done:
+            self.scheduler.wake()
+        elif done:
+            for account_id in {entry.account_id for entry in drafts.values() if entry.account_id is not None}:
+                await self.scheduler.finish_settled_campaigns(account_id)
+        self._emit(v.QueueChanged(await self.count_pending()))
+        return v.BulkResult(done=done, failed=tuple(failed))
+
+    def _pending_matching(self, selection: v.DraftSelection) -> dict[int, AuditEntry]:
+        """Draft id → the audit entry its approval or rejection will write (filled in per batch)."""
+        found: dict[int, AuditEntry] = {}
+        offset = 0
+        while True:
+            page = self._store.list_messages(
+                states=[MessageState.PENDING_APPROVAL],
+                campaign_id=selection.campaign_id,
+                limit=BULK_BATCH * 4,
+                offset=offset,
+            )
+            for message in page:
+                if selection.through_id is not None and message.id > selection.through_id:
+                    return found  # ordered by id: the rest arrived after the user selected
+                found[message.id] = AuditEntry(
+                    at=message.state_changed_at,
+                    result=AuditResult.APPROVED,
+                    account_id=message.account_id,
+                    lead_id=message.lead_id,
+                    recipient=message.recipient,
+                    subject=message.subject,
+                )
+            if len(page) < BULK_BATCH * 4:
+                return found
+            offset += len(page)
 
     async def edit_and_approve(self, draft_id: int, *, subject: str, body: str) -> None:
         if not subject.strip():
@@ -845,6 +951,8 @@ class Runtime:
         message = await self._db.call(self._settle_sync, message_id, sent)
         if not sent:
             self.scheduler.wake(message.account_id)
+        else:
+            self.sent_copier.request_catch_up(message.account_id)  # its copy in Sent, if Cadence files it
         self._emit(v.DeliverabilityChanged())
         self._emit(v.CampaignsChanged(message.campaign_id))
         self._emit(v.StatusChanged(await self.status()))
@@ -901,9 +1009,20 @@ class Runtime:
                 added_at=s.created_at,
                 is_domain=s.is_domain,
                 detail=s.source,
+                evidence_id=s.evidence_id,
             )
             for s in rows
         ]
+
+    async def suppression_evidence(self, evidence_id: int) -> str:
+        """core.ports.SuppressionEvidenceReader: the raw message or transcript, as text."""
+        try:
+            raw = await self._db.call(self._store.get_evidence, evidence_id)
+        except RecordNotFound:
+            raise UserFacingError(
+                "That evidence is no longer kept (the person may have been erased)."
+            ) from None
+        return raw.decode("utf-8", errors="replace")
 
     async def count_suppressions(self, query: str) -> int:
         return len(await self._db.call(self._store.list_suppressions, search=query or None))
@@ -1180,6 +1299,40 @@ class Runtime:
 
 
 _DEFAULT_DEFER = DeferReason.SMTP_TEMPORARY
+WAITING_DRAFTS_CHECK_S = 600.0
+CHART_DAYS = 14
+_OPT_OUTS = (InboundKind.UNSUBSCRIBE, InboundKind.NOT_INTERESTED)
+ESTIMATE_WAIT_S = 0.25  # list_campaigns waits this long for finish estimates before saying "estimating…"
+BULK_BATCH = 500  # drafts approved or rejected per transaction by act_on_pending
+
+
+def _notice_for(event: SendEvent) -> v.Notice | None:
+    """The tray notification a send event deserves, if any (each such event is published once)."""
+    if event.kind is SendEventKind.PAUSED and event.detail.startswith("Automatic pause"):
+        if "login" in event.detail:
+            return v.Notice(v.NoticeKind.AUTH_FAILURE, "Login refused", event.detail, v.Severity.ERROR)
+        if "bounce breaker" in event.detail:
+            return v.Notice(v.NoticeKind.BREAKER_PAUSE, "Paused: too many bounces", event.detail)
+        if "certificate" in event.detail:  # the server's TLS certificate changed: the user must look
+            title = "Paused: certificate not accepted"
+            return v.Notice(v.NoticeKind.PROVIDER_BLOCK, title, event.detail, v.Severity.ERROR)
+        return v.Notice(v.NoticeKind.PROVIDER_BLOCK, "Paused by the provider", event.detail)
+    if event.kind is SendEventKind.CAP_REACHED:
+        return v.Notice(v.NoticeKind.CAP_REACHED, "Daily cap reached", event.detail, v.Severity.INFO)
+    if event.kind is SendEventKind.CAMPAIGN_FINISHED:
+        return v.Notice(
+            v.NoticeKind.CAMPAIGN_FINISHED,
+            "Campaign finished",
+            f"“{event.detail}” has sent its last message.",
+            v.Severity.INFO,
+        )
+    if event.kind is SendEventKind.DRAFTS_WAITING:
+        return v.Notice(
+            v.NoticeKind.DRAFTS_WAITING, "Drafts waiting for approval", event.detail, v.Severity.INFO
+        )
+    return None
+
+
 _CLAIMABLE = (MessageState.APPROVED, MessageState.QUEUED, MessageState.DEFERRED)
 _NO_COUNTS = CampaignCounts(messages={}, leads={}, latest_due={})
 

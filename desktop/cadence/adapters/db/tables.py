@@ -136,6 +136,7 @@ leads = Table(
     Column("resume_at", UtcDateTime()),  # revision 0002
     _created_at(),
     UniqueConstraint("campaign_id", "email"),
+    Index("ix_leads_campaign_status", "campaign_id", "status"),  # revision 0005
 )
 
 messages = Table(
@@ -162,9 +163,13 @@ messages = Table(
     Column("smtp_transcript", Text),  # revision 0002
     Column("audited_defer_reason", String(32)),  # revision 0004: the last pacing deferral audited
     Column("audited_defer_until", UtcDateTime()),  # revision 0004
+    Column("sent_copy_at", UtcDateTime()),  # revision 0006: the copy is in the account's Sent folder
     UniqueConstraint("lead_id", "step_index"),  # no lead ever gets the same step twice
     Index("ix_messages_account_state_next", "account_id", "state", "next_attempt_at"),  # revision 0002
     Index("ix_messages_state", "state"),
+    Index("ix_messages_campaign_state_next", "campaign_id", "state", "next_attempt_at"),  # revision 0005
+    # revision 0006: the Sent-copy catch-up's recent sent messages without a copy, per account
+    Index("ix_messages_account_sent_copy", "account_id", "state", "sent_copy_at", "state_changed_at"),
 )
 
 ledger = Table(

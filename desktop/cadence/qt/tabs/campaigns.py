@@ -137,7 +137,7 @@ class CampaignDetail(QWidget):
             )
         elif campaign.status is v.CampaignStatus.RUNNING:
             note = campaign.finish_note or "nothing is waiting to be sent"
-            self.finish.setText(f"Finish date: {note}.")
+            self.finish.setText(f"Finish date: {note}")
         elif campaign.status is v.CampaignStatus.PAUSED:
             self.finish.setText(campaign.paused_reason or "Paused: nothing is sent until you resume.")
         elif campaign.status is v.CampaignStatus.FINISHED:

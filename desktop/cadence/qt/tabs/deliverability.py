@@ -387,8 +387,9 @@ class DeliverabilityTab(QWidget):
         top = 1
         for i, day in enumerate(days):
             sent.append(day.sent)
-            # unlabelled days still need distinct categories: the axis drops repeats, and their bars with them
-            categories.append(day.day.strftime("%d %b") if i % 2 == len(days) % 2 else " " * (i + 1))
+            # one distinct label per day: the axis drops repeated categories (and their bars with them), and
+            # "27 Nov" under each of 14 bars would be elided
+            categories.append(str(day.day.day))
             for name, value in (
                 ("Replied", day.replied),
                 ("Bounced", day.bounced),
@@ -399,6 +400,9 @@ class DeliverabilityTab(QWidget):
         chart.addSeries(bars)
         x_axis = QBarCategoryAxis()
         x_axis.append(categories or [""])
+        if days:
+            x_axis.setTitleText(f"{days[0].day:%d %b} – {days[-1].day:%d %b}")
+            x_axis.setTitleBrush(text_color)
         y_axis = QValueAxis()
         step = max(1, -(-top // 4))
         y_axis.setRange(0, step * 4 + (step if top >= step * 4 else 0))
